@@ -1,0 +1,159 @@
+"""The grid-worlds of Chapter 1, built as :class:`~solutions.envs.tabular.TabularMDP` models.
+
+* :func:`penguin_on_ice` -- the 4x4 Markov reward process of a penguin sliding on ice (after Prince 2023,
+  *Understanding Deep Learning*, ch. 19).
+* :func:`aima_4x3` -- the 4x3 world of Russell & Norvig, *Artificial Intelligence: A Modern Approach*
+  (4th ed., Section 17.1).
+* :func:`sutton_barto_4x4` -- the 4x4 grid-world of Sutton & Barto (2018), Example 4.1.
+
+Grid conventions: rows are numbered from the top (row 0 is the top row), columns from the left. The four
+moves are, in this order, up, right, down, left (``MOVES``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .tabular import GridLayout, TabularMDP
+
+__all__ = ["MOVES", "MOVE_NAMES", "aima_4x3", "penguin_on_ice", "sutton_barto_4x4"]
+
+MOVE_NAMES = ("up", "right", "down", "left")
+MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))  # (d_row, d_col) of each move
+
+
+def _move(cell: tuple[int, int], move: int, shape: tuple[int, int], walls: set) -> tuple[int, int]:
+    """The cell reached by ``move`` from ``cell``; bumping into the edge or a wall leaves it unchanged."""
+    r, c = cell[0] + MOVES[move][0], cell[1] + MOVES[move][1]
+    if not (0 <= r < shape[0] and 0 <= c < shape[1]) or (r, c) in walls:
+        return cell
+    return (r, c)
+
+
+def penguin_on_ice(gamma: float = 0.9, fish: tuple[int, ...] = (9, 11)) -> TabularMDP:
+    """The penguin-on-ice Markov reward process on a 4x4 grid (after Prince 2023, ch. 19).
+
+    Squares are numbered 1 to 16 row by row from the top-left; state ``s`` is square ``s + 1``. From each
+    square the penguin slides to each neighbouring square (up, down, left, right, staying on the grid) with
+    equal probability. It collects reward 1 for each step it starts on a square with a fish, so the reward
+    R_{t+1} depends on S_t only. There are no actions to choose: the MRP is an MDP with a single action.
+
+    Args:
+        gamma: discount factor in ``[0, 1]``.
+        fish: the squares (numbered 1..16) with a fish.
+
+    Returns:
+        TabularMDP with S = 16, A = 1; ``P[:, 0, :]`` is the 16x16 transition matrix.
+
+    Raises:
+        ValueError: if a fish square is not in 1..16, or gamma is outside ``[0, 1]``.
+    """
+    shape = (4, 4)
+    if any(not 1 <= f <= 16 for f in fish):
+        raise ValueError(f"fish squares must be numbered 1..16; got {fish}")
+    P = np.zeros((16, 1, 16))
+    R = np.zeros((16, 1))
+    for s in range(16):
+        cell = divmod(s, 4)
+        neighbours = {_move(cell, m, shape, set()) for m in range(4)} - {cell}
+        for r, c in neighbours:
+            P[s, 0, 4 * r + c] = 1.0 / len(neighbours)
+        R[s, 0] = 1.0 if s + 1 in fish else 0.0
+    layout = GridLayout(shape, tuple(divmod(s, 4) for s in range(16)))
+    initial = np.eye(16)[0]
+    return TabularMDP(
+        P, R, gamma, initial=initial, state_names=[str(s + 1) for s in range(16)],
+        action_names=["slide"], layout=layout,
+    )
+
+
+def aima_4x3(step_reward: float = -0.04, gamma: float = 1.0, p_intended: float = 0.8) -> TabularMDP:
+    """The 4x3 world of Russell & Norvig (AIMA, 4th ed., Section 17.1, Figure 17.1).
+
+    Eleven squares, a wall at (2, 2), exits at (4, 3) worth +1 and (4, 2) worth -1 (AIMA coordinates:
+    (column, row) with (1, 1) at the bottom left). A move goes the intended way with probability
+    ``p_intended`` and at right angles to it with probability ``(1 - p_intended) / 2`` each; bumping into the
+    edge or the wall leaves the agent where it is. Every step from a non-exit square pays ``step_reward``.
+
+    The exits are modelled as in the value-iteration literature: from an exit square every action pays the
+    exit's reward (+1 or -1) and moves to an absorbing terminal state ``end``. Then V(exit) = +1 or -1 and
+    the values of the other squares equal the utilities of AIMA Figure 17.3 for gamma = 1.
+
+    States are numbered row by row from the top: 0..3 = (1,3)..(4,3), 4..6 = (1,2), (3,2), (4,2),
+    7..10 = (1,1)..(4,1), and 11 = ``end``. Actions are ``MOVE_NAMES`` (up, right, down, left).
+
+    Args:
+        step_reward: reward of each step from a non-exit square (AIMA: -0.04).
+        gamma: discount factor in ``[0, 1]`` (AIMA: 1).
+        p_intended: probability that a move goes the intended way.
+
+    Returns:
+        TabularMDP with S = 12, A = 4 and a ``GridLayout`` of shape (3, 4).
+
+    Raises:
+        ValueError: if ``p_intended`` is outside ``[0, 1]`` or gamma is outside ``[0, 1]``.
+    """
+    if not 0.0 <= p_intended <= 1.0:
+        raise ValueError(f"p_intended must lie in [0, 1]; got {p_intended}")
+    shape, walls = (3, 4), {(1, 1)}
+    cells = [(r, c) for r in range(3) for c in range(4) if (r, c) not in walls]
+    index = {cell: s for s, cell in enumerate(cells)}
+    exits = {(0, 3): 1.0, (1, 3): -1.0}
+    end = len(cells)
+    S, A = len(cells) + 1, 4
+    P = np.zeros((S, A, S))
+    R = np.zeros((S, A))
+    p_side = (1.0 - p_intended) / 2.0
+    for cell, s in index.items():
+        for a in range(A):
+            if cell in exits:
+                P[s, a, end] = 1.0
+                R[s, a] = exits[cell]
+                continue
+            R[s, a] = step_reward
+            for move, prob in ((a, p_intended), ((a + 1) % 4, p_side), ((a + 3) % 4, p_side)):
+                P[s, a, index[_move(cell, move, shape, walls)]] += prob
+    P[end, :, end] = 1.0
+    terminal = np.zeros(S, dtype=bool)
+    terminal[end] = True
+    names = [f"({c + 1},{3 - r})" for r, c in cells] + ["end"]
+    layout = GridLayout(shape, tuple(cells) + (None,), walls=tuple(walls),
+                        labels={index[(0, 3)]: "+1", index[(1, 3)]: "−1"})
+    initial = np.eye(S)[index[(2, 0)]]
+    return TabularMDP(P, R, gamma, terminal=terminal, initial=initial, state_names=names,
+                      action_names=MOVE_NAMES, layout=layout)
+
+
+def sutton_barto_4x4(gamma: float = 1.0, reward: float = -1.0) -> TabularMDP:
+    """The 4x4 grid-world of Sutton & Barto (2018), Example 4.1 (Figure 4.1).
+
+    States 0..15 are the squares row by row from the top-left; squares 0 and 15 are terminal. The four moves
+    (up, right, down, left) are deterministic; a move off the grid leaves the state unchanged. Every
+    transition pays ``reward`` (-1 in the book) until a terminal state is reached.
+
+    Args:
+        gamma: discount factor in ``[0, 1]`` (the book uses 1).
+        reward: reward of every transition from a non-terminal state.
+
+    Returns:
+        TabularMDP with S = 16, A = 4.
+
+    Raises:
+        ValueError: if gamma is outside ``[0, 1]``.
+    """
+    shape = (4, 4)
+    S, A = 16, 4
+    terminal = np.zeros(S, dtype=bool)
+    terminal[[0, 15]] = True
+    P = np.zeros((S, A, S))
+    R = np.zeros((S, A))
+    for s in range(S):
+        for a in range(A):
+            if terminal[s]:
+                P[s, a, s] = 1.0
+                continue
+            r, c = _move(divmod(s, 4), a, shape, set())
+            P[s, a, 4 * r + c] = 1.0
+            R[s, a] = reward
+    layout = GridLayout(shape, tuple(divmod(s, 4) for s in range(S)))
+    return TabularMDP(P, R, gamma, terminal=terminal, action_names=MOVE_NAMES, layout=layout)
