@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["GridLayout", "TabularMDP", "TabularMDPEnv", "from_toy_text"]
+__all__ = ["GridLayout", "TabularMDP", "TabularMDPEnv", "from_toy_text", "random_mdp"]
 
 _ATOL = 1e-9
 
@@ -215,3 +215,46 @@ def from_toy_text(P: dict, gamma: float, **kwargs: Any) -> TabularMDP:
         P_arr[s, :, s] = 1.0
         R_arr[s] = 0.0
     return TabularMDP(P_arr, R_arr, gamma, terminal=terminal, **kwargs)
+
+
+def random_mdp(rng: np.random.Generator, n_states: int = 6, n_actions: int = 3, gamma: float = 0.9,
+               n_terminal: int = 1, sparsity: float = 0.5) -> TabularMDP:
+    """A random finite MDP, for tests and for the autograder's random instances.
+
+    Each ``P[s, a]`` is a Dirichlet draw over a random subset of next states (about ``1 - sparsity`` of them,
+    at least one); rewards are standard normal. The last ``n_terminal`` states are terminal (absorbing, zero
+    reward). Every non-terminal state has a positive probability of moving to a terminal one when
+    ``n_terminal > 0``, so every policy ends episodes with probability 1 even at ``gamma = 1``.
+
+    Args:
+        rng: random generator.
+        n_states: S >= 1 + n_terminal.
+        n_actions: A >= 1.
+        gamma: discount factor in ``[0, 1]``.
+        n_terminal: number of terminal states (>= 0).
+        sparsity: fraction in ``[0, 1)`` of next states given probability 0 in each row.
+
+    Raises:
+        ValueError: if the sizes are inconsistent or ``sparsity`` is outside ``[0, 1)``.
+    """
+    if n_actions < 1 or n_terminal < 0 or n_states < n_terminal + 1:
+        raise ValueError(f"need n_actions >= 1 and n_states > n_terminal >= 0; got {n_states}, {n_actions}, "
+                         f"{n_terminal}")
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must lie in [0, 1); got {sparsity}")
+    S, A = n_states, n_actions
+    P = np.zeros((S, A, S))
+    for s in range(S - n_terminal):
+        for a in range(A):
+            support = rng.random(S) >= sparsity
+            support[rng.integers(S)] = True
+            if n_terminal:
+                support[rng.integers(S - n_terminal, S)] = True
+            P[s, a, support] = rng.dirichlet(np.ones(support.sum()))
+    R = rng.standard_normal((S, A))
+    terminal = np.zeros(S, dtype=bool)
+    terminal[S - n_terminal:] = True
+    for s in np.flatnonzero(terminal):
+        P[s, :, s] = 1.0
+        R[s] = 0.0
+    return TabularMDP(P, R, gamma, terminal=terminal)
