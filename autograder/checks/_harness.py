@@ -142,7 +142,7 @@ def compare_arrays(got: Any, expected: np.ndarray, *, atol: float, what: str = "
     if expected.ndim == 0:
         return f"{what} should be {float(expected):.6g}; got {float(arr):.6g}"
     worst = np.unravel_index(np.argmax(np.abs(arr - expected)), arr.shape)
-    index = worst[0] if len(worst) == 1 else worst
+    index = int(worst[0]) if len(worst) == 1 else tuple(int(i) for i in worst)
     return (f"{what} differs from the reference; largest difference at index {index}: "
             f"expected {float(expected[worst]):.6g}, got {float(arr[worst]):.6g}")
 
@@ -153,12 +153,14 @@ def _reference_module(fn: Callable) -> bool:
 
 
 def run_check(name: str, fn: Callable, cases: list[Case], points: float, *,
-              time_limit: float = DEFAULT_TIME_LIMIT) -> Score:
+              time_limit: float | None = None) -> Score:
     """Run ``cases`` on ``fn``, print one line per case and a summary, and return the :class:`Score`.
 
     A case fails when its ``run`` returns a message or raises; the student's warnings and stderr output are
     shown on stdout. After a case times out the remaining ones are skipped (they would likely time out too).
+    ``time_limit`` is in seconds per case (default: ``DEFAULT_TIME_LIMIT``).
     """
+    time_limit = DEFAULT_TIME_LIMIT if time_limit is None else time_limit
     out = sys.stdout
     if not callable(fn):
         print(f"{FAIL_MARK} {name}: expected a function, got {_short(fn)}", file=out)

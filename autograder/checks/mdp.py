@@ -316,6 +316,7 @@ def _q_case(name, mdp, V) -> Case:
         diagnoses = [
             (mdp.R + mdp.gamma * mdp.P @ V, _HINT_TERMINAL),
             (mdp.R + mdp.gamma * np.einsum("sat,s->sa", mdp.P, V_masked), _HINT_AXIS),
+            (mdp.R + mdp.gamma * np.einsum("tas,t->sa", mdp.P, V_masked), _HINT_AXIS),
             (mdp.R + mdp.P @ V_masked, _HINT_NO_GAMMA),
         ]
         return compare_arrays(fn(mdp, V.copy()), ref.q_from_v(mdp, V), atol=1e-9, what="Q",

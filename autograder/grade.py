@@ -1,0 +1,268 @@
+"""``python -m autograder grade``: grade a folder of submissions with nbgrader.
+
+Submissions are laid out as ``SUBMISSIONS/<student_id>/<assignment_id>/<notebook>.ipynb`` (nbgrader's
+``submitted/`` layout). They are copied into a fresh course directory and never modified. Each student is
+graded in a separate nbgrader process, so one student's crash, time-out or broken file costs that student
+the points concerned, with the reason reported, and nobody else anything.
+
+Outputs in ``OUT``: ``grades.csv`` (nbgrader's export format), ``feedback/<student>/<assignment>/<nb>.html``,
+``report.csv`` (one row per student and notebook, with the reason for anything that went wrong) and, unless a
+database URL was given, the gradebook ``gradebook.db``.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import re
+import secrets
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+from nbgrader.api import Gradebook, MissingEntry
+
+from .course import BOOK_DIR, CourseDirectory, find_assignments
+from .settings import COURSE_ID, DEFAULT_CELL_TIMEOUT
+
+__all__ = ["NotebookResult", "grade"]
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]*$")
+
+
+@dataclass
+class NotebookResult:
+    """The outcome for one student's notebook."""
+
+    student_id: str
+    assignment_id: str
+    notebook: str
+    score: float
+    max_score: float
+    status: str  # "graded", "failed", "missing", "invalid"
+    reason: str = ""
+
+
+def _read_notebook_error(path: Path) -> str | None:
+    """None if ``path`` is a readable, valid notebook, else why not."""
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as exc:  # noqa: BLE001 -- any parse failure means "not a notebook"
+        return f"not a valid notebook ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+    try:
+        nbformat.validate(nb)
+    except nbformat.ValidationError as exc:
+        return f"not a valid notebook (schema: {exc.message[:200]})"
+    return None
+
+
+def _failure_reason(log: str) -> str:
+    """A one-line reason from an nbgrader autograde log."""
+    patterns = [
+        (r"DeadKernelError|Kernel died|kernel.*(died|restarted)", "the kernel died while running the notebook "
+         "(the code crashed Python, exited, or used too much memory)"),
+        (r"UnresponsiveKernelError|became unresponsive", "the kernel stopped responding and could not be "
+         "interrupted (probably an endless loop)"),
+        (r"CellTimeoutError|Timeout waiting for", "a cell ran past the time limit and could not be interrupted"),
+        (r"NotJSONError|JSONDecodeError|not valid JSON", "the notebook is not valid JSON"),
+    ]
+    for pattern, reason in patterns:
+        if re.search(pattern, log, flags=re.IGNORECASE):
+            return reason
+    errors = [line for line in log.splitlines() if "[AutogradeApp | ERROR]" in line or "Error" in line]
+    return (errors[-1].strip() if errors else "nbgrader failed")[:300]
+
+
+def _timed_out_cells(path: Path) -> list[str]:
+    """Names of the cells of an autograded notebook that were interrupted for running too long."""
+    if not path.exists():
+        return []
+    nb = nbformat.read(path, as_version=4)
+    found = []
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error" and output.get("ename") in ("CellTimeoutError",
+                                                                                   "KeyboardInterrupt"):
+                name = cell.metadata.get("nbgrader", {}).get("grade_id", f"cell {index + 1}")
+                if name not in found:
+                    found.append(name)
+    return found
+
+
+def _failure_page(result: NotebookResult) -> str:
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(result.notebook)} ({html.escape(result.assignment_id)})</title></head><body>"
+        f"<h1>{html.escape(result.assignment_id)} / {html.escape(result.notebook)}.ipynb</h1>"
+        f"<p>Score: {result.score:g} / {result.max_score:g}</p>"
+        f"<p>This notebook could not be graded: {html.escape(result.reason)}.</p></body></html>"
+    )
+
+
+def _copy_submission(src: Path, dest: Path, notebooks: tuple[str, ...]) -> dict[str, str]:
+    """Copy one student's assignment folder, leaving out unreadable notebooks; returns {notebook: problem}."""
+    problems = {}
+    dest.mkdir(parents=True)
+    for path in sorted(src.rglob("*")):
+        relative = path.relative_to(src)
+        if path.is_symlink() or any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.is_dir():
+            continue
+        if path.suffix == ".ipynb" and len(relative.parts) == 1:
+            if path.stem not in notebooks:
+                continue
+            error = _read_notebook_error(path)
+            if error:
+                problems[path.stem] = error
+                continue
+        (dest / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest / relative)
+    return problems
+
+
+def grade(submissions: Path, out: Path, *, timeout: int = DEFAULT_CELL_TIMEOUT, db_url: str | None = None,
+          seed: int | None = None, book_dir: Path = BOOK_DIR, log=print) -> list[NotebookResult]:
+    """Grade every ``submissions/<student>/<assignment>/`` folder; see the module docstring for outputs.
+
+    Args:
+        submissions: the submissions folder (read only).
+        out: output folder (created; earlier results in it are replaced).
+        timeout: seconds one cell may run before it is interrupted.
+        db_url: SQLAlchemy URL of the gradebook (default: SQLite at ``out/gradebook.db``).
+        seed: seed of the hidden tests' random instances (default: drawn at random).
+        book_dir: where the chapters (the source notebooks) are.
+        log: where progress lines go.
+
+    Returns:
+        One :class:`NotebookResult` per student, assignment and notebook.
+
+    Raises:
+        FileNotFoundError: if ``submissions`` is not a directory.
+        ValueError: if ``timeout`` is not positive, or ``out`` lies inside ``submissions``.
+    """
+    submissions, out = Path(submissions).resolve(), Path(out).resolve()
+    if not submissions.is_dir():
+        raise FileNotFoundError(f"no submissions directory at {submissions}")
+    if timeout <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds; got {timeout}")
+    if out == submissions or submissions in out.parents:
+        raise ValueError("the output directory must not lie inside the submissions directory")
+    out.mkdir(parents=True, exist_ok=True)
+    seed = secrets.randbits(32) if seed is None else seed
+    db_url = db_url or f"sqlite:///{out / 'gradebook.db'}"
+    assignments = find_assignments(book_dir)
+    results: list[NotebookResult] = []
+
+    students = sorted(p.name for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
+    with tempfile.TemporaryDirectory(prefix="autograder-") as work:
+        course = CourseDirectory(Path(work), list(assignments.values()), db_url=db_url)
+        used = sorted({a.name for s in students for a in (submissions / s).iterdir()
+                       if a.is_dir() and a.name in assignments})
+        for assignment_id in used:
+            course.generate_assignment(assignment_id)
+        with Gradebook(db_url, COURSE_ID) as gb:
+            max_scores = {(a, nb.name): nb.max_score for a in used for nb in gb.find_assignment(a).notebooks}
+
+        for student_id in students:
+            student_dir = submissions / student_id
+            if not _ID.match(student_id):
+                log(f"skipped folder {student_id!r}: not a valid student id")
+                continue
+            with Gradebook(db_url, COURSE_ID) as gb:
+                gb.update_or_create_student(student_id)
+            for assignment_dir in sorted(p for p in student_dir.iterdir() if p.is_dir()):
+                assignment_id = assignment_dir.name
+                if assignment_id not in assignments:
+                    log(f"skipped {student_id}/{assignment_id}: no such assignment in the book")
+                    continue
+                assignment = assignments[assignment_id]
+                dest = course.root / "submitted" / student_id / assignment_id
+                problems = _copy_submission(assignment_dir, dest, assignment.notebooks)
+                wall = timeout * (assignment.code_cells + 2) + 120
+                log(f"grading {student_id}/{assignment_id} ...")
+                failure = ""
+                try:
+                    run = course.nbgrader("autograde", assignment_id, "--force", f"--student={student_id}",
+                                          f"--Execute.timeout={timeout}", timeout=wall,
+                                          env={"AUTOGRADER_SEED": str(seed)})
+                    if run.returncode != 0:
+                        failure = _failure_reason(run.stdout + run.stderr)
+                except subprocess.TimeoutExpired:
+                    failure = f"grading took longer than {wall} s and was stopped"
+                autograded = course.root / "autograded" / student_id / assignment_id
+                for notebook in assignment.notebooks:
+                    max_score = max_scores[(assignment_id, notebook)]
+                    result = NotebookResult(student_id, assignment_id, notebook, 0.0, max_score, "graded")
+                    submitted = assignment_dir / f"{notebook}.ipynb"
+                    if notebook in problems:
+                        result.status, result.reason = "invalid", problems[notebook]
+                    elif not submitted.exists():
+                        result.status, result.reason = "missing", "no such notebook in the submission"
+                    elif failure or not (autograded / f"{notebook}.ipynb").exists():
+                        result.status, result.reason = "failed", failure or "nbgrader produced no graded notebook"
+                    else:
+                        with Gradebook(db_url, COURSE_ID) as gb:
+                            try:
+                                result.score = gb.find_submission_notebook(
+                                    notebook, assignment_id, student_id).score
+                            except MissingEntry:
+                                result.status, result.reason = "failed", "no grades were recorded"
+                        slow = _timed_out_cells(autograded / f"{notebook}.ipynb")
+                        if slow:
+                            result.reason = (f"interrupted after {timeout} s (time limit): "
+                                             + ", ".join(slow))
+                    if result.status != "graded":
+                        result.score = 0.0
+                    results.append(result)
+                    log(f"  {notebook}: {result.score:g}/{result.max_score:g} {result.status}"
+                        + (f" -- {result.reason}" if result.reason else ""))
+
+        _zero_ungraded(db_url, results)
+        for assignment_id in used:
+            course.nbgrader("generate_feedback", assignment_id, "--force")
+        feedback_out = out / "feedback"
+        if feedback_out.exists():
+            shutil.rmtree(feedback_out)
+        for result in results:
+            target = feedback_out / result.student_id / result.assignment_id / f"{result.notebook}.html"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            produced = course.root / "feedback" / result.student_id / result.assignment_id / target.name
+            if result.status == "graded" and produced.exists():
+                shutil.copyfile(produced, target)
+            else:
+                target.write_text(_failure_page(result), encoding="utf-8")
+        course.nbgrader_or_raise("export", f"--to={out / 'grades.csv'}")
+
+    _write_report(out / "report.csv", results)
+    (out / "grading.json").write_text(json.dumps({"seed": seed, "cell_timeout": timeout}, indent=2) + "\n")
+    return results
+
+
+def _zero_ungraded(db_url: str, results: list[NotebookResult]) -> None:
+    """Record 0 points in the gradebook for notebooks that could not be graded, so the export says so."""
+    with Gradebook(db_url, COURSE_ID) as gb:
+        for result in results:
+            if result.status == "graded":
+                continue
+            try:
+                notebook = gb.find_submission_notebook(result.notebook, result.assignment_id, result.student_id)
+            except MissingEntry:
+                continue
+            for grade_row in notebook.grades:
+                grade_row.auto_score = 0
+                grade_row.needs_manual_grade = False
+        gb.db.commit()
+
+
+def _write_report(path: Path, results: list[NotebookResult]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["student_id", "assignment", "notebook", "score", "max_score", "status", "reason"])
+        for r in results:
+            writer.writerow([r.student_id, r.assignment_id, r.notebook, f"{r.score:g}", f"{r.max_score:g}",
+                             r.status, r.reason])

@@ -1,0 +1,20 @@
+"""Settings shared by the autograder's commands and its nbgrader configuration."""
+
+from pathlib import Path
+
+#: The nbgrader course id.
+COURSE_ID = "rl-course-book"
+
+#: Where the instructor's source notebooks live: ``book/<assignment>/<notebook>.ipynb``.
+BOOK_DIR = Path(__file__).resolve().parent.parent / "book"
+
+#: Default per-cell time limit (seconds) when executing a submission.
+DEFAULT_CELL_TIMEOUT = 60
+
+#: stderr output matching this regular expression does not cost points: Python warnings
+#: ("...: SomeWarning: ...") and tqdm progress bars ("40%|####").
+HARMLESS_STDERR = r"(\w+Warning: |\d+%\|)"
+
+#: Files of a submission that are never put next to the notebook being graded (they could shadow our
+#: packages or run code at import time).
+IGNORED_SUBMISSION_FILES = ["*.py", "*.pyx", "*.so", "*.pth", "*.pyd"]

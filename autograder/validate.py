@@ -1,0 +1,97 @@
+"""``python -m autograder validate NOTEBOOK``: run a student's notebook and report the points of each exercise.
+
+The notebook runs in a fresh kernel in its own folder, as the grader would run it, and is not modified.
+Points are computed by nbgrader's own rule (``nbgrader.utils.determine_grade``), after dropping harmless
+stderr output as the grader does, so the total matches what grading the visible tests would give.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
+from nbgrader.utils import determine_grade, is_grade
+
+from .checks._harness import FAIL_MARK
+from .settings import DEFAULT_CELL_TIMEOUT, HARMLESS_STDERR
+
+__all__ = ["ExerciseResult", "validate"]
+
+
+@dataclass
+class ExerciseResult:
+    """Points of one graded cell, with the failing lines of its output."""
+
+    name: str
+    score: float
+    max_score: float
+    problems: list[str] = field(default_factory=list)
+
+
+def _drop_harmless_stderr(cell) -> None:
+    cell.outputs = [o for o in cell.get("outputs", [])
+                    if not (o.output_type == "stream" and o.name == "stderr" and re.search(HARMLESS_STDERR, o.text))]
+
+
+def _problems(cell) -> list[str]:
+    lines = []
+    for output in cell.get("outputs", []):
+        if output.output_type == "stream":
+            lines += [line.strip() for line in output.text.splitlines() if line.strip().startswith(FAIL_MARK)]
+            if output.name == "stderr":
+                lines.append("wrote to stderr (a cell with stderr output gets 0 points): "
+                             + output.text.strip().splitlines()[-1][:200])
+        elif output.output_type == "error":
+            lines.append(f"error: {output.ename}: {output.evalue}"[:300])
+    return lines
+
+
+def validate(path: Path, timeout: int = DEFAULT_CELL_TIMEOUT) -> tuple[list[ExerciseResult], str | None]:
+    """Execute the notebook at ``path`` and grade its test cells.
+
+    Args:
+        path: the notebook.
+        timeout: seconds one cell may run before it is interrupted.
+
+    Returns:
+        ``(results, fatal)``: one :class:`ExerciseResult` per graded cell, and a message if the run stopped
+        early (the kernel died), else None.
+
+    Raises:
+        FileNotFoundError: if there is no file at ``path``.
+        ValueError: if the file is not a valid notebook or holds no graded cells.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no notebook at {path}")
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"{path} is not a valid notebook: {exc}") from None
+    if not any(is_grade(cell) for cell in nb.cells):
+        raise ValueError(f"{path} has no graded test cells: is it a chapter notebook?")
+    client = NotebookClient(nb, timeout=timeout, interrupt_on_timeout=True, allow_errors=True,
+                            kernel_name="python3", resources={"metadata": {"path": str(path.parent.resolve())}})
+    fatal = None
+    try:
+        client.execute()
+    except DeadKernelError:
+        fatal = "the kernel died (the code crashed Python or used too much memory); later cells did not run"
+    results = []
+    for cell in nb.cells:
+        if not is_grade(cell) or cell.cell_type != "code":
+            continue
+        _drop_harmless_stderr(cell)
+        name = cell.metadata["nbgrader"]["grade_id"].removeprefix("test_")
+        if not cell.get("outputs") and fatal:
+            score, max_score = 0.0, float(cell.metadata["nbgrader"]["points"])
+            problems = ["not run: " + fatal]
+        else:
+            score, max_score = determine_grade(cell)
+            problems = _problems(cell)
+        results.append(ExerciseResult(name, float(score or 0.0), float(max_score), problems))
+    return results, fatal

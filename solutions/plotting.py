@@ -1,0 +1,105 @@
+"""Figures shared by the chapters (matplotlib)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .envs.gridworlds import MOVES
+from .envs.tabular import TabularMDP
+
+__all__ = ["plot_convergence", "plot_grid_values"]
+
+
+def plot_grid_values(mdp: TabularMDP, V=None, policy=None, *, ax=None, title: str | None = None,
+                     fmt: str = "{:.3f}", cmap: str = "RdYlGn"):
+    """Draw a grid-world: each square coloured by its value, with the value and the policy's arrow.
+
+    Args:
+        mdp: a TabularMDP with a ``layout`` (a :class:`~solutions.envs.GridLayout`).
+        V: float array ``(S,)`` of state values, or None for a plain map with state names.
+        policy: int array ``(S,)`` of actions (drawn as arrows in non-terminal squares), or None.
+        ax: the matplotlib Axes to draw on (default: a new figure).
+        title: the Axes title.
+        fmt: format of the value printed in each square.
+        cmap: matplotlib colour map for the values.
+
+    Returns:
+        The Axes.
+
+    Raises:
+        ValueError: if the MDP has no layout or ``V``/``policy`` do not have shape ``(S,)``.
+    """
+    layout = mdp.layout
+    if layout is None:
+        raise ValueError("this MDP has no grid layout to draw")
+    S = mdp.n_states
+    if V is not None and np.shape(V) != (S,):
+        raise ValueError(f"V must have shape ({S},); got {np.shape(V)}")
+    if policy is not None and np.shape(policy) != (S,):
+        raise ValueError(f"policy must have shape ({S},); got {np.shape(policy)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(layout.shape[1] * 1.1, layout.shape[0] * 1.1))
+    n_rows, n_cols = layout.shape
+    grid = np.full(layout.shape, np.nan)
+    if V is not None:
+        for s, cell in enumerate(layout.cells):
+            if cell is not None:
+                grid[cell] = V[s]
+        finite = grid[np.isfinite(grid)]
+        bound = max(np.abs(finite).max(), 1e-9) if finite.size else 1.0
+        ax.imshow(grid, cmap=cmap, vmin=-bound, vmax=bound)
+    else:
+        ax.imshow(np.zeros(layout.shape), cmap="Greys", vmin=0, vmax=1)
+    for r, c in layout.walls:
+        ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, color="0.25"))
+    for s, cell in enumerate(layout.cells):
+        if cell is None:
+            continue
+        r, c = cell
+        if s in layout.labels:
+            text = layout.labels[s]
+        elif V is not None:
+            text = fmt.format(V[s])
+        else:
+            text = mdp.state_names[s]
+        arrow = policy is not None and not mdp.terminal[s] and s not in layout.labels
+        ax.text(c, r + (0.28 if arrow else 0.0), text, ha="center", va="center", fontsize=9)
+        if arrow:
+            dr, dc = MOVES[int(policy[s])]
+            ax.annotate("", xy=(c + 0.3 * dc, r - 0.12 + 0.3 * dr), xytext=(c, r - 0.12),
+                        arrowprops=dict(arrowstyle="->", lw=1.5))
+        if mdp.terminal[s]:
+            ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="//", color="0.5"))
+    ax.set_xticks(np.arange(-0.5, n_cols), minor=True)
+    ax.set_yticks(np.arange(-0.5, n_rows), minor=True)
+    ax.grid(which="minor", color="k", linewidth=1)
+    ax.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def plot_convergence(deltas, *, ax=None, label: str | None = None, title: str | None = None):
+    """Plot max_s |v_{k+1}(s) - v_k(s)| against the sweep k on a log scale.
+
+    Args:
+        deltas: 1-D sequence of the largest value change of each sweep (floats >= 0).
+        ax: the matplotlib Axes (default: a new figure).
+        label: legend label of the curve.
+        title: the Axes title.
+
+    Returns:
+        The Axes.
+    """
+    deltas = np.asarray(deltas, dtype=float)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3))
+    ax.semilogy(np.arange(1, len(deltas) + 1), np.maximum(deltas, 1e-16), label=label)
+    ax.set_xlabel("sweep k")
+    ax.set_ylabel(r"$\max_s |v_{k}(s) - v_{k-1}(s)|$")
+    if title:
+        ax.set_title(title, fontsize=10)
+    if label:
+        ax.legend()
+    return ax

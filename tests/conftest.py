@@ -1,0 +1,35 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTER_1 = ROOT / "book" / "01_mdp" / "mdp.ipynb"
+
+
+@pytest.fixture(scope="session")
+def source_nb():
+    return nbformat.read(CHAPTER_1, as_version=4)
+
+
+@pytest.fixture(scope="session")
+def released(tmp_path_factory):
+    """The student release of every chapter, made by the CLI: {assignment: folder}."""
+    out = tmp_path_factory.mktemp("release")
+    run = subprocess.run([sys.executable, "-m", "autograder", "release", "--out", str(out)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return {p.name: p for p in out.iterdir() if p.is_dir()}
+
+
+@pytest.fixture(scope="session")
+def released_nb(released):
+    return nbformat.read(released["01_mdp"] / "mdp.ipynb", as_version=4)
+
+
+def copy_tree(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest)
+    return dest

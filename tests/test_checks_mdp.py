@@ -1,0 +1,111 @@
+"""Each Chapter 1 check gives full marks to the reference, rejects known-buggy answers with the intended hint,
+gives 0 to the blank stub, and never writes to stderr."""
+
+import functools
+
+import numpy as np
+import pytest
+
+from autograder.checks import _harness
+from autograder.checks import mdp as checks
+from solutions import mdp as reference
+
+from .buggy_mdp import BUGGY
+
+
+def as_student(fn):
+    """The reference function as if the student had written it (the checks refuse `solutions` itself)."""
+
+    @functools.wraps(fn)
+    def student(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    student.__module__ = "__main__"
+    return student
+
+
+@pytest.mark.parametrize("name", sorted(checks.POINTS))
+@pytest.mark.parametrize("hidden", [False, True])
+def test_reference_gets_full_marks(name, hidden, capsys, monkeypatch):
+    monkeypatch.setenv("AUTOGRADER_SEED", "12345")
+    score = getattr(checks, f"check_{name}")(as_student(getattr(reference, name)), hidden=hidden)
+    out, err = capsys.readouterr()
+    assert float(score) == checks.POINTS[name], out
+    assert score.passed == score.total >= 3
+    assert err == ""
+    assert "✗" not in out
+
+
+@pytest.mark.parametrize("name", sorted(checks.POINTS))
+def test_blank_stub_gets_zero(name, capsys):
+    def stub(*args, **kwargs):
+        raise NotImplementedError()
+
+    score = getattr(checks, f"check_{name}")(stub)
+    out, err = capsys.readouterr()
+    assert float(score) == 0.0
+    assert "not implemented yet" in out and err == ""
+
+
+@pytest.mark.parametrize("name, buggy, hint", BUGGY, ids=[f"{n}-{b.__name__}" for n, b, _ in BUGGY])
+def test_known_bug_loses_points_with_the_intended_hint(name, buggy, hint, capsys, monkeypatch):
+    monkeypatch.setattr(_harness, "DEFAULT_TIME_LIMIT", 2.0)
+    score = getattr(checks, f"check_{name}")(buggy)
+    out, err = capsys.readouterr()
+    assert float(score) < checks.POINTS[name]
+    assert hint in out, out
+    assert err == ""
+
+
+def test_reference_module_itself_is_refused(capsys):
+    score = checks.check_value_iteration(reference.value_iteration)
+    assert float(score) == 0.0
+    assert "write your own" in capsys.readouterr().out
+
+
+def test_hidden_instances_depend_on_the_seed(monkeypatch, capsys):
+    seen = []
+    for seed in ("1", "1", "2"):
+        monkeypatch.setenv("AUTOGRADER_SEED", seed)
+        calls = []
+
+        def spy(rewards, gamma):
+            calls.append((tuple(rewards), gamma))
+            return reference.discounted_return(rewards, gamma)
+
+        checks.check_discounted_return(spy, hidden=True)
+        seen.append(calls)
+    capsys.readouterr()
+    assert seen[0] == seen[1] and seen[0] != seen[2]
+
+
+def test_warnings_and_stderr_from_student_code_go_to_stdout(capsys):
+    import sys
+    import warnings
+
+    def noisy(rewards, gamma):
+        warnings.warn("this is deprecated", DeprecationWarning)
+        print("debugging output", file=sys.stderr)
+        return reference.discounted_return(rewards, gamma)
+
+    score = checks.check_discounted_return(noisy)
+    out, err = capsys.readouterr()
+    assert float(score) == 1.0 and err == ""
+    assert "DeprecationWarning: this is deprecated" in out and "debugging output" in out
+
+
+def test_score_combines_visible_and_hidden_cases():
+    total = _harness.Score("x", 3, 4, 2.0) + _harness.Score("x", 1, 4, 2.0)
+    assert (total.passed, total.total, float(total), repr(total)) == (4, 8, 1.0, "1.0")
+    with pytest.raises(TypeError):
+        _harness.Score("x", 1, 1, 1.0) + _harness.Score("y", 1, 1, 1.0)
+
+
+def test_wrong_answers_are_partial_not_all_or_nothing(capsys):
+    def half_right(mdp, V):  # right everywhere except when V holds values at terminal states
+        return mdp.R + mdp.gamma * mdp.P @ V
+
+    score = checks.check_q_from_v(half_right)
+    capsys.readouterr()
+    assert 0 < float(score) < 1
+    assert np.isclose(float(score), round(score.passed / score.total, 2))
