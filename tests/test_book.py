@@ -1,0 +1,37 @@
+"""The website builds with every chapter executed and no warnings (`jupyter-book build . -W`)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    out = tmp_path_factory.mktemp("book")
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    run = subprocess.run([str(jupyter_book), "build", str(ROOT), "--path-output", str(out), "-W", "--keep-going"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
+    return out / "_build" / "html"
+
+
+def test_chapter_1_page_has_figures_widget_and_collapsed_solutions(site):
+    page = (site / "book" / "01_mdp" / "mdp.html").read_text(encoding="utf-8")
+    assert len(re.findall(r"<img ", page)) >= 5  # figures drawn by executed cells
+    assert "application/vnd.jupyter.widget-view+json" in page  # the explorer's view ...
+    assert "application/vnd.jupyter.widget-state+json" in page  # ... and its embedded state
+    assert page.count("tag_hide-input") >= 7  # every answer cell is collapsed behind a toggle
+    assert "Traceback" not in page
+    assert "1.1875" in page and "0.812" in page  # numbers computed on the page
+
+
+def test_landing_page_links_chapter_1(site):
+    index = (site / "book" / "intro.html").read_text(encoding="utf-8")
+    assert "01_mdp/mdp.html" in index

@@ -1,0 +1,147 @@
+"""Round trips through `python -m autograder grade` and `validate`, including broken submissions."""
+
+import csv
+import re
+import hashlib
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from .notebooks import fill_in, solution_sources, write
+
+pytestmark = pytest.mark.slow
+
+WRONG_VALUE_ITERATION = "def value_iteration(mdp, theta=1e-10, max_sweeps=None):\n    return np.zeros(mdp.n_states)\n"
+
+
+def tree_digest(root):
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        digest.update(str(path.relative_to(root)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def submissions(tmp_path_factory, source_nb, released_nb):
+    root = tmp_path_factory.mktemp("submissions")
+    answers = solution_sources(source_nb)
+    write(fill_in(released_nb, answers), root / "alice" / "01_mdp" / "mdp.ipynb")
+    write(released_nb, root / "bob" / "01_mdp" / "mdp.ipynb")
+    write(fill_in(released_nb, {**answers, "value_iteration": WRONG_VALUE_ITERATION}),
+          root / "carol" / "01_mdp" / "mdp.ipynb")
+    write(fill_in(released_nb, {**answers, "discounted_return": "while True:\n    pass\n"}),
+          root / "dave" / "01_mdp" / "mdp.ipynb")
+    (root / "erin" / "01_mdp").mkdir(parents=True)
+    (root / "erin" / "01_mdp" / "mdp.ipynb").write_text('{"cells": [ not json')
+    write(fill_in(released_nb, {**answers, "q_from_v": "import os\nos._exit(1)\n"}),
+          root / "frank" / "01_mdp" / "mdp.ipynb")
+    gina = fill_in(released_nb, answers)
+    gina.cells = [c for c in gina.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test_greedy_policy"]
+    write(gina, root / "gina" / "01_mdp" / "mdp.ipynb")
+    (root / "gina" / "01_mdp" / "solutions.py").write_text("raise SystemExit('a student file shadowed solutions')\n")
+    (root / "hal" / "99_unknown").mkdir(parents=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def graded(submissions, tmp_path_factory):
+    before = tree_digest(submissions)
+    out = tmp_path_factory.mktemp("grading")
+    run = subprocess.run([sys.executable, "-m", "autograder", "grade", str(submissions), "--out", str(out),
+                          "--timeout", "5", "--seed", "7"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert tree_digest(submissions) == before, "grading modified the submissions"
+    with open(out / "grades.csv") as handle:
+        grades = {row["student_id"]: row for row in csv.DictReader(handle)}
+    with open(out / "report.csv") as handle:
+        report = {row["student_id"]: row for row in csv.DictReader(handle)}
+    return out, grades, report, run.stdout
+
+
+def score(grades, student):
+    return float(grades[student]["score"]), float(grades[student]["max_score"])
+
+
+def test_reference_answers_get_full_marks(graded):
+    _, grades, report, _ = graded
+    assert score(grades, "alice") == (11.0, 11.0)
+    assert report["alice"]["status"] == "graded"
+
+
+def test_blank_release_gets_zero(graded):
+    _, grades, report, _ = graded
+    assert score(grades, "bob") == (0.0, 11.0)
+    assert report["bob"]["status"] == "graded"
+
+
+def test_one_wrong_exercise_loses_exactly_its_points(graded):
+    _, grades, _, _ = graded
+    assert score(grades, "carol") == (9.0, 11.0)
+
+
+def test_endless_loop_costs_only_the_exercise_concerned(graded):
+    _, grades, report, _ = graded
+    assert score(grades, "dave") == (10.0, 11.0)
+    assert "time limit" in report["dave"]["reason"] and "discounted_return" in report["dave"]["reason"]
+
+
+def test_invalid_notebook_gets_zero_with_reason(graded):
+    _, grades, report, _ = graded
+    assert score(grades, "erin") == (0.0, 11.0)
+    assert report["erin"]["status"] == "invalid" and "not a valid notebook" in report["erin"]["reason"]
+
+
+def test_dead_kernel_gets_zero_with_reason(graded):
+    _, grades, report, _ = graded
+    assert score(grades, "frank") == (0.0, 11.0)
+    assert report["frank"]["status"] == "failed" and "kernel died" in report["frank"]["reason"]
+
+
+def test_deleted_test_cell_is_restored_and_student_py_files_are_ignored(graded):
+    _, grades, _, _ = graded
+    assert score(grades, "gina") == (11.0, 11.0)
+
+
+def test_unknown_assignment_is_reported_not_graded(graded):
+    _, grades, _, stdout = graded
+    assert "hal/99_unknown: no such assignment" in stdout
+
+
+def test_feedback_for_every_student(graded):
+    out, grades, report, _ = graded
+    assert score(grades, "hal") == (0.0, 11.0)  # in the gradebook, with nothing submitted for 01_mdp
+    for student in report:
+        page = (out / "feedback" / student / "01_mdp" / "mdp.html").read_text()
+        assert "01_mdp" in page or "mdp" in page
+    assert "could not be graded" in (out / "feedback" / "frank" / "01_mdp" / "mdp.html").read_text()
+    assert "value_iteration: 0/" in (out / "feedback" / "carol" / "01_mdp" / "mdp.html").read_text()
+
+
+def validate(path):
+    run = subprocess.run([sys.executable, "-m", "autograder", "validate", str(path), "--timeout", "5"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
+
+
+def test_validate_reports_each_exercise(submissions):
+    out = validate(submissions / "carol" / "01_mdp" / "mdp.ipynb")
+    assert re.search(r"^value_iteration +0 / 2$", out, flags=re.MULTILINE)
+    assert re.search(r"^discounted_return +1 / 1$", out, flags=re.MULTILINE)
+    assert re.search(r"^total +9 / 11$", out, flags=re.MULTILINE)
+    assert "✗ AIMA 4x3 world, gamma = 1" in out
+
+
+def test_validate_blank_notebook(submissions):
+    out = validate(submissions / "bob" / "01_mdp" / "mdp.ipynb")
+    assert "0 / 11" in out and "not implemented yet" in out
+
+
+def test_validate_rejects_a_file_that_is_not_a_notebook(submissions):
+    run = subprocess.run([sys.executable, "-m", "autograder", "validate",
+                          str(submissions / "erin" / "01_mdp" / "mdp.ipynb")], capture_output=True, text=True)
+    assert run.returncode == 2 and "not a valid notebook" in run.stderr
