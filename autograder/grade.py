@@ -167,6 +167,8 @@ def grade(submissions: Path, out: Path, *, timeout: int = DEFAULT_CELL_TIMEOUT, 
             course.generate_assignment(assignment_id)
         with Gradebook(db_url, COURSE_ID) as gb:
             max_scores = {(a, nb.name): nb.max_score for a in used for nb in gb.find_assignment(a).notebooks}
+        # how long one student's autograde run may take, from each assignment's number of code cells
+        walls = {a: timeout * (assignments[a].code_cells + 2) + 120 for a in used}
 
         for student_id in students:
             student_dir = submissions / student_id
@@ -183,7 +185,7 @@ def grade(submissions: Path, out: Path, *, timeout: int = DEFAULT_CELL_TIMEOUT, 
                 assignment = assignments[assignment_id]
                 dest = course.root / "submitted" / student_id / assignment_id
                 problems = _copy_submission(assignment_dir, dest, assignment.notebooks)
-                wall = timeout * (assignment.code_cells + 2) + 120
+                wall = walls[assignment_id]
                 log(f"grading {student_id}/{assignment_id} ...")
                 failure = ""
                 try:
