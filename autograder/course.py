@@ -4,29 +4,45 @@ nbgrader expects ``<root>/source/<assignment>/<notebook>.ipynb`` (the instructor
 ``<root>/submitted/<student>/<assignment>/`` and so on. The book keeps its chapters in
 ``book/<assignment>/`` instead, so each command copies what it needs into a fresh course directory, runs
 nbgrader there and copies the results out.
+
+nbgrader's converters (``generate_assignment``, ``autograde``, ``generate_feedback``) run through their Python
+classes, configured from ``nbgrader_config.py`` beside this module, rather than as ``nbgrader`` commands: each
+command would start a new Python that spends seconds importing nbgrader. ``autograde`` runs a student's
+code, so it runs in a child process of its own (see :meth:`CourseDirectory.autograde`).
 """
 
 from __future__ import annotations
 
+import copy
+import json
+import multiprocessing
 import os
+import signal
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+import sqlalchemy
+from alembic.script import ScriptDirectory
+from nbgrader.converters import Autograde, GenerateAssignment, GenerateFeedback
+from nbgrader.coursedir import CourseDirectory as NbgraderCourseDirectory
+from nbgrader.dbutil import ALEMBIC_DIR
+from nbgrader.utils import capture_log
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
 
 from .settings import BOOK_DIR
 
-__all__ = ["Assignment", "CourseDirectory", "NbgraderError", "find_assignments", "release"]
+__all__ = ["Assignment", "CourseDirectory", "NbgraderError", "find_assignments", "load_config", "prepare_gradebook",
+           "release"]
 
 CONFIG_FILE = Path(__file__).resolve().parent / "nbgrader_config.py"
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 
 
 class NbgraderError(RuntimeError):
-    """An nbgrader command failed; the message holds the end of its log."""
+    """An nbgrader step failed; the message holds the end of its log."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +90,72 @@ def _copy_source(assignment: Assignment, dest: Path) -> None:
         ".ipynb_checkpoints", "__pycache__", "_build", "*.pyc"))
 
 
+def prepare_gradebook(db_url: str) -> None:
+    """Create the gradebook database at ``db_url``, stamped with nbgrader's schema version, unless it has tables.
+
+    nbgrader's ``Gradebook`` does the same when it finds an empty database, but learns the schema version
+    (the head of its alembic migrations) by running the ``alembic`` command, a new Python process that takes
+    seconds to start. Reading the head here with alembic's ``ScriptDirectory`` gives the same value; the
+    tables themselves are still created by ``Gradebook``.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: if the database cannot be opened or written.
+    """
+    engine = sqlalchemy.create_engine(db_url)
+    try:
+        if sqlalchemy.inspect(engine).get_table_names():
+            return
+        head = ScriptDirectory(ALEMBIC_DIR).get_current_head()
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+            connection.execute(sqlalchemy.text("INSERT INTO alembic_version (version_num) VALUES (:head)"),
+                               {"head": head})
+    finally:
+        engine.dispose()
+
+
+def load_config(root: Path, db_url: str) -> Config:
+    """nbgrader's configuration: ``nbgrader_config.py`` plus the course directory ``root`` and gradebook URL."""
+    config = PyFileConfigLoader(CONFIG_FILE.name, path=str(CONFIG_FILE.parent)).load_config()
+    config.CourseDirectory.root = str(root)
+    config.CourseDirectory.db_url = db_url
+    return config
+
+
+def _tail(result: dict, lines: int = 25) -> str:
+    text = (result.get("log", "") + "\n" + result.get("error", "")).strip()
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _run_converter(config: Config, converter, assignment_id: str, student_id: str = "*") -> dict:
+    """Run one nbgrader converter in this process; returns nbgrader's ``{"success", "log", "error"}``."""
+    coursedir = NbgraderCourseDirectory(config=config)
+    coursedir.assignment_id = assignment_id
+    coursedir.student_id = student_id
+    app = converter(coursedir=coursedir, config=config)
+    app.force = True
+    # nbgrader prints its log through the logging module; keep it for the result instead of the terminal
+    app.log.propagate = False
+    return capture_log(app)
+
+
+def _autograde_in_child(config: Config, assignment_id: str, student_id: str, env: dict, result_path: str,
+                        output_path: str):
+    """Body of the child process of :meth:`CourseDirectory.autograde`."""
+    # What the child and the kernel print (kernel start-up warnings, a student's crash) goes to a file,
+    # not to the terminal of the person grading.
+    output = os.open(output_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    # A process group of its own, so that the parent can stop it with anything it started; the kernel it
+    # starts sits in a session of its own but exits by itself when its parent process goes.
+    if hasattr(os, "setsid"):
+        os.setsid()
+    os.environ.update(env)  # inherited by the kernel that runs the student's code
+    result = _run_converter(config, Autograde, assignment_id, student_id)
+    Path(result_path).write_text(json.dumps(result), encoding="utf-8")
+
+
 class CourseDirectory:
     """A fresh nbgrader course directory at ``root`` holding the given assignments as sources.
 
@@ -84,42 +166,79 @@ class CourseDirectory:
     """
 
     def __init__(self, root: Path, assignments: list[Assignment], db_url: str | None = None):
-        # nbgrader's Gradebook runs the `alembic` command, which lives beside this interpreter; a virtual
-        # environment used without activating it does not have that folder on PATH.
-        bin_dir = str(Path(sys.executable).parent)
-        if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-            os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.db_url = db_url or f"sqlite:///{self.root / 'gradebook.db'}"
-        shutil.copy(CONFIG_FILE, self.root / "nbgrader_config.py")
+        self.config = load_config(self.root, self.db_url)
+        prepare_gradebook(self.db_url)
         for assignment in assignments:
             _copy_source(assignment, self.root / "source" / assignment.id)
         self.assignments = {a.id: a for a in assignments}
 
-    def nbgrader(self, *args: str, timeout: float | None = None, env: dict | None = None):
-        """Run ``nbgrader ARGS`` in the course directory; returns the CompletedProcess (never raises on failure).
+    def generate_assignment(self, assignment_id: str) -> Path:
+        """nbgrader ``generate_assignment`` (also records the assignment in the gradebook).
+
+        Returns:
+            The student version, ``<root>/release/<assignment>``.
 
         Raises:
-            subprocess.TimeoutExpired: if it runs longer than ``timeout`` seconds (the process is killed).
+            NbgraderError: if nbgrader fails.
         """
-        command = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.db_url={self.db_url}"]
-        full_env = {**os.environ, "TQDM_DISABLE": "1", **(env or {})}
-        return subprocess.run(command, cwd=self.root, capture_output=True, text=True, timeout=timeout,
-                              env=full_env, stdin=subprocess.DEVNULL)
+        result = _run_converter(self.config, GenerateAssignment, assignment_id)
+        if not result["success"]:
+            raise NbgraderError(f"nbgrader generate_assignment {assignment_id} failed:\n{_tail(result)}")
+        return self.root / "release" / assignment_id
 
-    def nbgrader_or_raise(self, *args: str, **kwargs):
-        """Like :meth:`nbgrader` but raises :class:`NbgraderError` with the log's tail when it fails."""
-        result = self.nbgrader(*args, **kwargs)
-        if result.returncode != 0:
-            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
-            raise NbgraderError(f"`nbgrader {' '.join(args)}` failed:\n{tail}")
+    def autograde(self, assignment_id: str, student_id: str, *, cell_timeout: int, wall_timeout: float,
+                  env: dict[str, str] | None = None) -> dict:
+        """nbgrader ``autograde`` of ``submitted/<student>/<assignment>``, in a child process.
+
+        The child is forked from this process where the platform allows (so nbgrader need not be imported
+        again) and runs in a process group of its own. A student's notebook that crashes or hangs the
+        grader therefore costs only that child: it is killed after ``wall_timeout`` seconds.
+
+        Args:
+            assignment_id, student_id: what to grade.
+            cell_timeout: seconds one cell may run before it is interrupted.
+            wall_timeout: seconds the whole run may take.
+            env: extra environment variables for the child and the kernel it starts.
+
+        Returns:
+            nbgrader's result dictionary (``success``, ``log``, ``error``); when the child was stopped or
+            died, ``success`` is False and ``reason`` says why.
+        """
+        config = copy.deepcopy(self.config)
+        config.Execute.timeout = cell_timeout
+        result_path = self.root / f".autograde-{student_id}-{assignment_id}.json"
+        output_path = result_path.with_suffix(".log")
+        result_path.unlink(missing_ok=True)
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        child = context.Process(target=_autograde_in_child, daemon=False, args=(
+            config, assignment_id, student_id, {"TQDM_DISABLE": "1", **(env or {})}, str(result_path),
+            str(output_path)))
+        child.start()
+        child.join(wall_timeout)
+        if child.is_alive():
+            try:
+                os.killpg(child.pid, signal.SIGKILL)
+            except (AttributeError, ProcessLookupError, PermissionError):  # no process groups here
+                child.kill()
+            child.join()
+            return {"success": False, "reason": f"grading took longer than {wall_timeout:g} s and was stopped"}
+        output = output_path.read_text(encoding="utf-8", errors="replace") if output_path.exists() else ""
+        if not result_path.exists():
+            return {"success": False, "log": output,
+                    "reason": f"the grading process died (exit code {child.exitcode})"}
+        result = json.loads(result_path.read_text(encoding="utf-8"))
+        result["log"] = result.get("log", "") + output
         return result
 
-    def generate_assignment(self, assignment_id: str) -> Path:
-        """Run ``nbgrader generate_assignment``; returns ``release/<assignment>``."""
-        self.nbgrader_or_raise("generate_assignment", assignment_id, "--force")
-        return self.root / "release" / assignment_id
+    def generate_feedback(self, assignment_id: str) -> dict:
+        """nbgrader ``generate_feedback`` for every autograded student of an assignment; returns its result."""
+        config = copy.deepcopy(self.config)
+        config.HTMLExporter.template_name = "feedback"
+        return _run_converter(config, GenerateFeedback, assignment_id)
 
 
 def _assert_clean(path: Path) -> None:

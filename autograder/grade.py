@@ -1,9 +1,9 @@
 """``python -m autograder grade``: grade a folder of submissions with nbgrader.
 
 Submissions are laid out as ``SUBMISSIONS/<student_id>/<assignment_id>/<notebook>.ipynb`` (nbgrader's
-``submitted/`` layout). They are copied into a fresh course directory and never modified. Each student is
-graded in a separate nbgrader process, so one student's crash, time-out or broken file costs that student
-the points concerned, with the reason reported, and nobody else anything.
+``submitted/`` layout). They are copied into a fresh course directory and never modified. Each student's
+notebooks run in a child process of their own, so one student's crash, time-out or broken file costs that
+student the points concerned, with the reason reported, and nobody else anything.
 
 Outputs in ``OUT``: ``grades.csv`` (nbgrader's export format), ``feedback/<student>/<assignment>/<nb>.html``,
 ``report.csv`` (one row per student and notebook, with the reason for anything that went wrong) and, unless a
@@ -18,15 +18,17 @@ import json
 import re
 import secrets
 import shutil
-import subprocess
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+from sqlalchemy.exc import SAWarning
 from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.plugins import CsvExportPlugin
 
-from .course import BOOK_DIR, CourseDirectory, find_assignments
+from .course import BOOK_DIR, CourseDirectory, NbgraderError, find_assignments
 from .settings import COURSE_ID, DEFAULT_CELL_TIMEOUT
 
 __all__ = ["NotebookResult", "grade"]
@@ -103,9 +105,48 @@ def _failure_page(result: NotebookResult) -> str:
     )
 
 
-def _copy_submission(src: Path, dest: Path, notebooks: tuple[str, ...]) -> dict[str, str]:
-    """Copy one student's assignment folder, leaving out unreadable notebooks; returns {notebook: problem}."""
-    problems = {}
+def _grade_id(cell) -> str | None:
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+def _restore_test_cells(nb, released) -> list[str]:
+    """Put back, in place, the test cells of ``released`` that are missing from the student's notebook ``nb``.
+
+    Each goes right after the submitted cell that holds the nearest nbgrader cell before it in the release
+    (usually the exercise's own solution cell), or first if there is none. nbgrader's
+    ``OverwriteCells.add_missing_cells`` does the same, but fails on the whole notebook when the cell before
+    a deleted test cell was deleted too (a student who removed an exercise's solution and test cells would
+    lose every point); with the cells back here, it has nothing left to add.
+
+    Returns:
+        The grade ids of the restored cells, in order.
+    """
+    restored = []
+    for position, cell in enumerate(released.cells):
+        meta = cell.metadata.get("nbgrader", {})
+        if not meta.get("grade") or meta.get("solution"):
+            continue
+        submitted = [_grade_id(c) for c in nb.cells]
+        if meta["grade_id"] in submitted:
+            continue
+        anchor = -1
+        for earlier in reversed(released.cells[:position]):
+            if _grade_id(earlier) in submitted:
+                anchor = submitted.index(_grade_id(earlier))
+                break
+        nb.cells.insert(anchor + 1, nbformat.from_dict(cell))
+        restored.append(meta["grade_id"])
+    return restored
+
+
+def _copy_submission(src: Path, dest: Path, released: Path, notebooks: tuple[str, ...]
+                     ) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Copy one student's assignment folder for grading.
+
+    Unreadable notebooks are left out, and deleted test cells are put back from the released notebooks in
+    ``released``. Returns ``({notebook: why it is unreadable}, {notebook: grade ids of restored test cells})``.
+    """
+    problems, restored = {}, {}
     dest.mkdir(parents=True)
     for path in sorted(src.rglob("*")):
         relative = path.relative_to(src)
@@ -113,6 +154,7 @@ def _copy_submission(src: Path, dest: Path, notebooks: tuple[str, ...]) -> dict[
             continue
         if path.is_dir():
             continue
+        (dest / relative).parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".ipynb" and len(relative.parts) == 1:
             if path.stem not in notebooks:
                 continue
@@ -120,9 +162,14 @@ def _copy_submission(src: Path, dest: Path, notebooks: tuple[str, ...]) -> dict[
             if error:
                 problems[path.stem] = error
                 continue
-        (dest / relative).parent.mkdir(parents=True, exist_ok=True)
+            nb = nbformat.read(path, as_version=4)
+            put_back = _restore_test_cells(nb, nbformat.read(released / path.name, as_version=4))
+            if put_back:
+                restored[path.stem] = put_back
+                nbformat.write(nb, dest / relative)
+                continue
         shutil.copyfile(path, dest / relative)
-    return problems
+    return problems, restored
 
 
 def grade(submissions: Path, out: Path, *, timeout: int = DEFAULT_CELL_TIMEOUT, db_url: str | None = None,
@@ -184,18 +231,14 @@ def grade(submissions: Path, out: Path, *, timeout: int = DEFAULT_CELL_TIMEOUT, 
                     continue
                 assignment = assignments[assignment_id]
                 dest = course.root / "submitted" / student_id / assignment_id
-                problems = _copy_submission(assignment_dir, dest, assignment.notebooks)
+                problems, restored = _copy_submission(assignment_dir, dest, course.root / "release" / assignment_id,
+                                                      assignment.notebooks)
                 wall = walls[assignment_id]
                 log(f"grading {student_id}/{assignment_id} ...")
-                failure = ""
-                try:
-                    run = course.nbgrader("autograde", assignment_id, "--force", f"--student={student_id}",
-                                          f"--Execute.timeout={timeout}", timeout=wall,
-                                          env={"AUTOGRADER_SEED": str(seed)})
-                    if run.returncode != 0:
-                        failure = _failure_reason(run.stdout + run.stderr)
-                except subprocess.TimeoutExpired:
-                    failure = f"grading took longer than {wall} s and was stopped"
+                run = course.autograde(assignment_id, student_id, cell_timeout=timeout, wall_timeout=wall,
+                                       env={"AUTOGRADER_SEED": str(seed)})
+                failure = "" if run["success"] else (
+                    run.get("reason") or _failure_reason(run.get("log", "") + run.get("error", "")))
                 autograded = course.root / "autograded" / student_id / assignment_id
                 for notebook in assignment.notebooks:
                     max_score = max_scores[(assignment_id, notebook)]
@@ -214,10 +257,13 @@ def grade(submissions: Path, out: Path, *, timeout: int = DEFAULT_CELL_TIMEOUT, 
                                     notebook, assignment_id, student_id).score
                             except MissingEntry:
                                 result.status, result.reason = "failed", "no grades were recorded"
+                        notes = []
+                        if restored.get(notebook):
+                            notes.append("deleted test cells put back: " + ", ".join(restored[notebook]))
                         slow = _timed_out_cells(autograded / f"{notebook}.ipynb")
                         if slow:
-                            result.reason = (f"interrupted after {timeout} s (time limit): "
-                                             + ", ".join(slow))
+                            notes.append(f"interrupted after {timeout} s (time limit): " + ", ".join(slow))
+                        result.reason = result.reason or "; ".join(notes)
                     if result.status != "graded":
                         result.score = 0.0
                     results.append(result)
@@ -226,7 +272,10 @@ def grade(submissions: Path, out: Path, *, timeout: int = DEFAULT_CELL_TIMEOUT, 
 
         _zero_ungraded(db_url, results)
         for assignment_id in used:
-            course.nbgrader("generate_feedback", assignment_id, "--force")
+            produced = course.generate_feedback(assignment_id)
+            if not produced["success"]:
+                log(f"feedback for {assignment_id} could not be generated: "
+                    + _failure_reason(produced.get("log", "") + produced.get("error", "")))
         feedback_out = out / "feedback"
         if feedback_out.exists():
             shutil.rmtree(feedback_out)
@@ -238,7 +287,13 @@ def grade(submissions: Path, out: Path, *, timeout: int = DEFAULT_CELL_TIMEOUT, 
                 shutil.copyfile(produced, target)
             else:
                 target.write_text(_failure_page(result), encoding="utf-8")
-        course.nbgrader_or_raise("export", f"--to={out / 'grades.csv'}")
+        try:
+            with Gradebook(db_url, COURSE_ID) as gb, warnings.catch_warnings():
+                # nbgrader's exporter trips SQLAlchemy's autoflush warnings; they do not change the grades
+                warnings.simplefilter("ignore", SAWarning)
+                CsvExportPlugin(to=str(out / "grades.csv")).export(gb)
+        except Exception as exc:  # noqa: BLE001 -- report any export failure the same way
+            raise NbgraderError(f"exporting grades.csv failed: {type(exc).__name__}: {exc}") from exc
 
     _write_report(out / "report.csv", results)
     (out / "grading.json").write_text(json.dumps({"seed": seed, "cell_timeout": timeout}, indent=2) + "\n")

@@ -1,10 +1,14 @@
 """Round trips through `python -m autograder grade` and `validate`, including broken submissions."""
 
 import csv
-import re
 import hashlib
+import os
+import re
+import sqlite3
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -44,6 +48,10 @@ def submissions(tmp_path_factory, source_nb, released_nb):
     write(gina, root / "gina" / "01_mdp" / "mdp.ipynb")
     (root / "gina" / "01_mdp" / "solutions.py").write_text("raise SystemExit('a student file shadowed solutions')\n")
     (root / "hal" / "99_unknown").mkdir(parents=True)
+    ivan = fill_in(released_nb, answers)  # deletes value iteration: its solution cell and its test cell
+    ivan.cells = [c for c in ivan.cells
+                  if c.metadata.get("nbgrader", {}).get("grade_id") not in ("value_iteration", "test_value_iteration")]
+    write(ivan, root / "ivan" / "01_mdp" / "mdp.ipynb")
     return root
 
 
@@ -106,6 +114,13 @@ def test_deleted_test_cell_is_restored_and_student_py_files_are_ignored(graded):
     assert score(grades, "gina") == (11.0, 11.0)
 
 
+def test_deleted_exercise_costs_only_its_points(graded):
+    _, grades, report, _ = graded
+    assert score(grades, "ivan") == (9.0, 11.0)
+    assert report["ivan"]["status"] == "graded"
+    assert "deleted test cells put back: test_value_iteration" in report["ivan"]["reason"]
+
+
 def test_unknown_assignment_is_reported_not_graded(graded):
     _, grades, _, stdout = graded
     assert "hal/99_unknown: no such assignment" in stdout
@@ -145,3 +160,31 @@ def test_validate_rejects_a_file_that_is_not_a_notebook(submissions):
     run = subprocess.run([sys.executable, "-m", "autograder", "validate",
                           str(submissions / "erin" / "01_mdp" / "mdp.ipynb")], capture_output=True, text=True)
     assert run.returncode == 2 and "not a valid notebook" in run.stderr
+
+
+def test_gradebook_is_stamped_with_nbgraders_schema_version(tmp_path, monkeypatch):
+    from nbgrader.api import get_alembic_version
+
+    from autograder.course import prepare_gradebook
+
+    db = tmp_path / "gradebook.db"
+    prepare_gradebook(f"sqlite:///{db}")
+    with sqlite3.connect(db) as connection:
+        stamped = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+    # nbgrader's own way: the `alembic heads` command, which sits beside this interpreter
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+    assert stamped == [(get_alembic_version(),)]
+
+
+def test_a_run_past_the_wall_clock_limit_is_stopped(tmp_path, released_nb):
+    from autograder.course import CourseDirectory, find_assignments
+
+    course = CourseDirectory(tmp_path / "course", [find_assignments()["01_mdp"]])
+    course.generate_assignment("01_mdp")
+    slow = nbformat.from_dict(released_nb)
+    slow.cells.insert(0, nbformat.v4.new_code_cell("import time\ntime.sleep(120)"))
+    write(slow, course.root / "submitted" / "sam" / "01_mdp" / "mdp.ipynb")
+    start = time.monotonic()
+    result = course.autograde("01_mdp", "sam", cell_timeout=300, wall_timeout=8)
+    assert time.monotonic() - start < 60
+    assert not result["success"] and "longer than 8 s" in result["reason"]
