@@ -7,6 +7,7 @@ stderr output as the grader does, so the total matches what grading the visible 
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,7 +74,9 @@ def validate(path: Path, timeout: int = DEFAULT_CELL_TIMEOUT) -> tuple[list[Exer
                             kernel_name="python3", resources={"metadata": {"path": str(path.parent.resolve())}})
     fatal = None
     try:
-        client.execute()
+        # the kernel process's own start-up warnings are not the student's business; the notebook's
+        # output, including its errors, comes through the kernel's messages
+        client.execute(stderr=subprocess.DEVNULL)
     except DeadKernelError:
         fatal = "the kernel died (the code crashed Python or used too much memory); later cells did not run"
     drop_harmless_stderr = IgnorePattern(pattern=HARMLESS_STDERR)  # the grader's own preprocessor
