@@ -32,7 +32,7 @@ from nbgrader.utils import capture_log
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from .settings import BOOK_DIR
+from .settings import BOOK_DIR, GRADING_KERNEL_ENV
 
 __all__ = ["Assignment", "CourseDirectory", "NbgraderError", "find_assignments", "load_config", "prepare_gradebook",
            "release"]
@@ -215,7 +215,7 @@ class CourseDirectory:
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         child = context.Process(target=_autograde_in_child, daemon=False, args=(
-            config, assignment_id, student_id, {"TQDM_DISABLE": "1", **(env or {})}, str(result_path),
+            config, assignment_id, student_id, {**GRADING_KERNEL_ENV, **(env or {})}, str(result_path),
             str(output_path)))
         child.start()
         child.join(wall_timeout)

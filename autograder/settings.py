@@ -18,3 +18,8 @@ HARMLESS_STDERR = r"(\w+Warning: |\d+%\|)"
 #: Files of a submission that are never put next to the notebook being graded (they could shadow our
 #: packages or run code at import time).
 IGNORED_SUBMISSION_FILES = ["*.py", "*.pyx", "*.so", "*.pth", "*.pyd"]
+
+#: Environment of the kernel that runs a submission (grading and ``validate``): figures are not rendered
+#: (matplotlib's non-drawing "agg" backend: nobody looks at them, and drawing takes a third of Chapter 1's
+#: run time) and progress bars are off.
+GRADING_KERNEL_ENV = {"MPLBACKEND": "agg", "TQDM_DISABLE": "1"}

@@ -1,12 +1,14 @@
 """``python -m autograder validate NOTEBOOK``: run a student's notebook and report the points of each exercise.
 
-The notebook runs in a fresh kernel in its own folder, as the grader would run it, and is not modified.
+The notebook runs in a fresh kernel in its own folder, as the grader would run it (same kernel environment,
+``NBGRADER_EXECUTION`` set as nbgrader's own ``validate`` sets it), and is not modified.
 Points are computed by nbgrader's own rule (``nbgrader.utils.determine_grade``), after dropping harmless
 stderr output as the grader does, so the total matches what grading the visible tests would give.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,7 @@ from nbgrader.preprocessors import IgnorePattern
 from nbgrader.utils import determine_grade, is_grade
 
 from .checks._harness import FAIL_MARK
-from .settings import DEFAULT_CELL_TIMEOUT, HARMLESS_STDERR
+from .settings import DEFAULT_CELL_TIMEOUT, GRADING_KERNEL_ENV, HARMLESS_STDERR
 
 __all__ = ["ExerciseResult", "validate"]
 
@@ -76,7 +78,8 @@ def validate(path: Path, timeout: int = DEFAULT_CELL_TIMEOUT) -> tuple[list[Exer
     try:
         # the kernel process's own start-up warnings are not the student's business; the notebook's
         # output, including its errors, comes through the kernel's messages
-        client.execute(stderr=subprocess.DEVNULL)
+        client.execute(stderr=subprocess.DEVNULL,
+                       env={**os.environ, **GRADING_KERNEL_ENV, "NBGRADER_EXECUTION": "validate"})
     except DeadKernelError:
         fatal = "the kernel died (the code crashed Python or used too much memory); later cells did not run"
     drop_harmless_stderr = IgnorePattern(pattern=HARMLESS_STDERR)  # the grader's own preprocessor
