@@ -5,6 +5,7 @@
 * :func:`aima_4x3` -- the 4x3 world of Russell & Norvig, *Artificial Intelligence: A Modern Approach*
   (4th ed., Section 17.1).
 * :func:`sutton_barto_4x4` -- the 4x4 grid-world of Sutton & Barto (2018), Example 4.1.
+* :func:`dyna_maze` -- the 6x9 maze of Sutton & Barto (2018), Example 8.1 (Chapter 2).
 
 Grid conventions: rows are numbered from the top (row 0 is the top row), columns from the left. The four
 moves are, in this order, up, right, down, left (``MOVES``).
@@ -16,7 +17,7 @@ import numpy as np
 
 from .tabular import GridLayout, TabularMDP
 
-__all__ = ["MOVES", "MOVE_NAMES", "aima_4x3", "penguin_on_ice", "sutton_barto_4x4"]
+__all__ = ["DYNA_MAZE_WALLS", "MOVES", "MOVE_NAMES", "aima_4x3", "dyna_maze", "penguin_on_ice", "sutton_barto_4x4"]
 
 MOVE_NAMES = ("up", "right", "down", "left")
 MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))  # (d_row, d_col) of each move
@@ -157,3 +158,56 @@ def sutton_barto_4x4(gamma: float = 1.0, reward: float = -1.0) -> TabularMDP:
             R[s, a] = reward
     layout = GridLayout(shape, tuple(divmod(s, 4) for s in range(S)))
     return TabularMDP(P, R, gamma, terminal=terminal, action_names=MOVE_NAMES, layout=layout)
+
+
+#: Blocked squares of the Dyna maze (Sutton & Barto 2018, Example 8.1), as (row, col) from the top left.
+DYNA_MAZE_WALLS = ((1, 2), (2, 2), (3, 2), (4, 5), (0, 7), (1, 7), (2, 7))
+
+
+def dyna_maze(gamma: float = 0.95, start: tuple[int, int] = (2, 0), goal: tuple[int, int] = (0, 8),
+              walls: tuple[tuple[int, int], ...] = DYNA_MAZE_WALLS, shape: tuple[int, int] = (6, 9)) -> TabularMDP:
+    """The Dyna maze of Sutton & Barto (2018), Example 8.1 (Figure 8.2): a 6x9 grid with seven blocked squares.
+
+    Moves (up, right, down, left) are deterministic; a move into a wall or off the grid leaves the agent in
+    place. Reward is 0 on every transition except the one into the goal, which pays +1; the goal is terminal.
+    Every episode starts at ``start``. The shortest path from the default start to the goal takes 14 steps.
+
+    States are the open squares numbered row by row from the top left (``layout.cells[s]`` gives
+    ``(row, col)``); ``state_names`` are ``"(row,col)"``.
+
+    Args:
+        gamma: discount factor in ``[0, 1]`` (the book uses 0.95).
+        start, goal: ``(row, col)`` of the start and the goal square.
+        walls: ``(row, col)`` of the blocked squares.
+        shape: ``(n_rows, n_cols)`` of the grid.
+
+    Returns:
+        TabularMDP with S = number of open squares, A = 4.
+
+    Raises:
+        ValueError: if the start or the goal is blocked or off the grid, or gamma is outside ``[0, 1]``.
+    """
+    walls = set(walls)
+    for name, cell in (("start", start), ("goal", goal)):
+        if cell in walls or not (0 <= cell[0] < shape[0] and 0 <= cell[1] < shape[1]):
+            raise ValueError(f"the {name} square {cell} is blocked or off the {shape} grid")
+    cells = [(r, c) for r in range(shape[0]) for c in range(shape[1]) if (r, c) not in walls]
+    index = {cell: s for s, cell in enumerate(cells)}
+    S, A = len(cells), 4
+    P = np.zeros((S, A, S))
+    R = np.zeros((S, A))
+    terminal = np.zeros(S, dtype=bool)
+    terminal[index[goal]] = True
+    for cell, s in index.items():
+        for a in range(A):
+            if cell == goal:
+                P[s, a, s] = 1.0
+                continue
+            reached = _move(cell, a, shape, walls)
+            P[s, a, index[reached]] = 1.0
+            R[s, a] = 1.0 if reached == goal else 0.0
+    names = [f"({r},{c})" for r, c in cells]
+    layout = GridLayout(shape, tuple(cells), walls=tuple(sorted(walls)),
+                        labels={index[start]: "S", index[goal]: "G"})
+    return TabularMDP(P, R, gamma, terminal=terminal, initial=np.eye(S)[index[start]], state_names=names,
+                      action_names=MOVE_NAMES, layout=layout)

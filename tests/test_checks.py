@@ -1,5 +1,5 @@
-"""Each Chapter 1 check gives full marks to the reference, rejects known-buggy answers with the intended hint,
-gives 0 to the blank stub, and never writes to stderr."""
+"""Each chapter's checks give full marks to the reference, reject known-buggy answers with the intended hint,
+give 0 to the blank stub, and never write to stderr."""
 
 import functools
 
@@ -8,9 +8,20 @@ import pytest
 
 from autograder.checks import _harness
 from autograder.checks import mdp as checks
+from autograder.checks import model_based as checks_model_based
 from solutions import mdp as reference
+from solutions import model_based as reference_model_based
 
 from .buggy_mdp import BUGGY
+from .buggy_model_based import BUGGY as BUGGY_MODEL_BASED
+
+#: (chapter, its checks module, its reference module, its known-buggy answers)
+CHAPTERS = [
+    ("01_mdp", checks, reference, BUGGY),
+    ("02_model_based", checks_model_based, reference_model_based, BUGGY_MODEL_BASED),
+]
+EXERCISES = [(chapter, c, r, name) for chapter, c, r, _ in CHAPTERS for name in sorted(c.POINTS)]
+BUGS = [(chapter, c, *bug) for chapter, c, _, bugs in CHAPTERS for bug in bugs]
 
 
 def as_student(fn):
@@ -24,35 +35,39 @@ def as_student(fn):
     return student
 
 
-@pytest.mark.parametrize("name", sorted(checks.POINTS))
+@pytest.mark.parametrize("chapter, checks_module, reference_module, name", EXERCISES,
+                         ids=[f"{e[0]}-{e[3]}" for e in EXERCISES])
 @pytest.mark.parametrize("hidden", [False, True])
-def test_reference_gets_full_marks(name, hidden, capsys, monkeypatch):
+def test_reference_gets_full_marks(chapter, checks_module, reference_module, name, hidden, capsys, monkeypatch):
     monkeypatch.setenv("AUTOGRADER_SEED", "12345")
-    score = getattr(checks, f"check_{name}")(as_student(getattr(reference, name)), hidden=hidden)
+    score = getattr(checks_module, f"check_{name}")(as_student(getattr(reference_module, name)), hidden=hidden)
     out, err = capsys.readouterr()
-    assert float(score) == checks.POINTS[name], out
+    assert float(score) == checks_module.POINTS[name], out
     assert score.passed == score.total >= 3
     assert err == ""
     assert "✗" not in out
 
 
-@pytest.mark.parametrize("name", sorted(checks.POINTS))
-def test_blank_stub_gets_zero(name, capsys):
+@pytest.mark.parametrize("chapter, checks_module, reference_module, name", EXERCISES,
+                         ids=[f"{e[0]}-{e[3]}" for e in EXERCISES])
+def test_blank_stub_gets_zero(chapter, checks_module, reference_module, name, capsys):
     def stub(*args, **kwargs):
         raise NotImplementedError()
 
-    score = getattr(checks, f"check_{name}")(stub)
+    score = getattr(checks_module, f"check_{name}")(stub)
     out, err = capsys.readouterr()
     assert float(score) == 0.0
     assert "not implemented yet" in out and err == ""
 
 
-@pytest.mark.parametrize("name, buggy, hint", BUGGY, ids=[f"{n}-{b.__name__}" for n, b, _ in BUGGY])
-def test_known_bug_loses_points_with_the_intended_hint(name, buggy, hint, capsys, monkeypatch):
+@pytest.mark.parametrize("chapter, checks_module, name, buggy, hint", BUGS,
+                         ids=[f"{b[0]}-{b[2]}-{b[3].__name__}" for b in BUGS])
+def test_known_bug_loses_points_with_the_intended_hint(chapter, checks_module, name, buggy, hint, capsys,
+                                                       monkeypatch):
     monkeypatch.setattr(_harness, "DEFAULT_TIME_LIMIT", 2.0)
-    score = getattr(checks, f"check_{name}")(buggy)
+    score = getattr(checks_module, f"check_{name}")(buggy)
     out, err = capsys.readouterr()
-    assert float(score) < checks.POINTS[name]
+    assert float(score) < checks_module.POINTS[name]
     assert hint in out, out
     assert err == ""
 

@@ -1,0 +1,453 @@
+"""Model-based reinforcement learning with tabular models, and Dyna-Q (Chapter 2).
+
+* Maximum-likelihood models from experience: counts n(s, a, s'), estimates
+  P̂(s' | s, a) = n(s, a, s') / n(s, a) and the running mean R̂(s, a) of the rewards seen after (s, a)
+  (Sutton & Barto 2018, Section 8.1; Russell & Norvig, AIMA 4th ed., Section 22.2, "adaptive dynamic
+  programming").
+* Certainty-equivalent planning: act greedily with respect to the values of the estimated MDP, as if it were
+  the true one, and re-plan as the estimates improve.
+* Dyna-Q (S&B Section 8.2): after each real step, a few Q-learning updates on transitions replayed from a
+  learned model of a deterministic environment.
+
+Counts are int arrays ``n`` of shape ``(S, A, S)``; rewards estimates float arrays ``R_hat`` of shape
+``(S, A)``. A Dyna-Q model is a dict mapping ``(s, a)`` to ``(r, s_next, terminated)``, in the order the pairs
+were first seen (Python dicts keep insertion order).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .envs.tabular import TabularMDP, TabularMDPEnv
+from .q_learning import epsilon_greedy, q_learning_update
+
+__all__ = [
+    "AIMA_LECTURE_PATHS",
+    "AIMA_LECTURE_POLICY",
+    "certainty_equivalence_agent",
+    "certainty_equivalent_q",
+    "counts_from_transitions",
+    "dyna_q",
+    "dyna_q_episode",
+    "dyna_q_planning_step",
+    "dyna_q_runs",
+    "first_episode_at_most",
+    "greedy_path",
+    "lecture_transitions",
+    "ml_transition_model",
+    "q_learning_agent",
+    "update_model",
+]
+
+#: The fixed policy of the lecture's passive-learning example in the AIMA 4x3 world, by square
+#: (AIMA coordinates (column, row), (1, 1) bottom left): row 3 "r r r", row 2 "u . u", row 1 "u l l l".
+AIMA_LECTURE_POLICY = {
+    "(1,3)": "right", "(2,3)": "right", "(3,3)": "right",
+    "(1,2)": "up", "(3,2)": "up",
+    "(1,1)": "up", "(2,1)": "left", "(3,1)": "left", "(4,1)": "left",
+}
+
+#: The three trajectories of the lecture's example (after AIMA Section 22.2): squares visited, ending in an exit.
+AIMA_LECTURE_PATHS = (
+    ("(1,1)", "(1,2)", "(1,3)", "(1,2)", "(1,3)", "(2,3)", "(3,3)", "(4,3)"),
+    ("(1,1)", "(1,2)", "(1,3)", "(2,3)", "(3,3)", "(3,2)", "(3,3)", "(4,3)"),
+    ("(1,1)", "(2,1)", "(3,1)", "(3,2)", "(4,2)"),
+)
+
+
+def lecture_transitions(mdp: TabularMDP, paths=AIMA_LECTURE_PATHS, policy=AIMA_LECTURE_POLICY,
+                        step_reward: float = -0.04) -> list[tuple[int, int, float, int]]:
+    """The lecture's trajectories as transitions ``(s, a, r, s_next)`` of the AIMA 4x3 world ``mdp``.
+
+    Each move from a non-exit square pays ``step_reward`` and uses the policy's action; the last square of a
+    path is an exit, left by one more transition ("up", paying the exit's reward) into the terminal ``end``.
+
+    Args:
+        mdp: the world of :func:`solutions.envs.aima_4x3` (for state and action numbers and exit rewards).
+        paths: sequences of state names.
+        policy: the action name taken in each non-exit square.
+        step_reward: reward of a move from a non-exit square.
+
+    Raises:
+        ValueError: if a path mentions an unknown square or a square the policy does not cover.
+    """
+    names = list(mdp.state_names)
+    actions = list(mdp.action_names)
+    end = names.index("end")
+    transitions = []
+    for path in paths:
+        unknown = [p for p in path if p not in names]
+        if unknown:
+            raise ValueError(f"unknown squares {unknown}; the world has {names}")
+        for here, there in zip(path[:-1], path[1:]):
+            if here not in policy:
+                raise ValueError(f"the policy has no action for {here}")
+            transitions.append((names.index(here), actions.index(policy[here]), step_reward, names.index(there)))
+        exit_state = names.index(path[-1])
+        transitions.append((exit_state, actions.index("up"), float(mdp.R[exit_state, 0]), end))
+    return transitions
+
+
+def update_model(n: np.ndarray, R_hat: np.ndarray, s: int, a: int, r: float, s_next: int) -> None:
+    """Add one transition ``(s, a, r, s_next)`` to the counts and the reward estimate, in place.
+
+    n(s, a, s') <- n(s, a, s') + 1, then with n(s, a) = sum over s' of n(s, a, s') (this transition included)
+    the running mean R̂(s, a) <- (r + (n(s, a) - 1) R̂(s, a)) / n(s, a), which equals the average of every
+    reward seen after (s, a) (S&B Section 2.4, the incremental mean).
+
+    Args:
+        n: int array ``(S, A, S)`` of transition counts, updated in place.
+        R_hat: float array ``(S, A)``, the mean reward seen after each pair, updated in place.
+        s, a, s_next: the transition's state, action and next state.
+        r: its reward.
+
+    Raises:
+        ValueError: if the shapes of ``n`` and ``R_hat`` do not match.
+    """
+    if n.ndim != 3 or R_hat.shape != n.shape[:2]:
+        raise ValueError(f"n must have shape (S, A, S) and R_hat (S, A); got {n.shape} and {R_hat.shape}")
+    n[s, a, s_next] += 1
+    n_sa = n[s, a].sum()
+    R_hat[s, a] = (r + (n_sa - 1) * R_hat[s, a]) / n_sa
+
+
+def counts_from_transitions(transitions, n_states: int, n_actions: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts ``n`` (int, ``(S, A, S)``) and mean rewards ``R_hat`` (float, ``(S, A)``) of a list of transitions."""
+    n = np.zeros((n_states, n_actions, n_states), dtype=np.int64)
+    R_hat = np.zeros((n_states, n_actions))
+    for s, a, r, s_next in transitions:
+        update_model(n, R_hat, s, a, r, s_next)
+    return n, R_hat
+
+
+def ml_transition_model(n: np.ndarray) -> np.ndarray:
+    """The maximum-likelihood transition model P̂(s' | s, a) = n(s, a, s') / n(s, a).
+
+    Args:
+        n: array ``(S, A, S)`` of non-negative transition counts.
+
+    Returns:
+        Float array ``(S, A, S)``. Each row ``P_hat[s, a]`` of a pair seen at least once sums to 1; the row
+        of a pair never tried is all zeros (there is no data to estimate it from).
+
+    Raises:
+        ValueError: if ``n`` is not 3-d with ``n.shape[0] == n.shape[2]`` or holds a negative count.
+    """
+    n = np.asarray(n)
+    if n.ndim != 3 or n.shape[0] != n.shape[2]:
+        raise ValueError(f"n must have shape (S, A, S); got {n.shape}")
+    if np.any(n < 0):
+        raise ValueError("counts must be non-negative")
+    n_sa = n.sum(axis=2, keepdims=True)
+    return np.divide(n, n_sa, out=np.zeros(n.shape), where=n_sa > 0)
+
+
+def certainty_equivalent_q(n: np.ndarray, R_hat: np.ndarray, gamma: float, terminal,
+                           theta: float = 1e-10) -> np.ndarray:
+    """Optimal action values of the estimated MDP (P̂, R̂): plan as if the estimates were the truth.
+
+    Value iteration on action values: for every pair seen at least once,
+    Q(s, a) <- R̂(s, a) + gamma * sum over s' of P̂(s' | s, a) V(s'), where V(s') is the largest Q(s', a')
+    over the actions a' tried in s', and V(s') = 0 when s' is terminal or no action has been tried there.
+    Pairs never tried keep Q = 0 and do not enter the max: the model says nothing about them. Sweeps are
+    synchronous and stop when no Q changes by more than ``theta``.
+
+    Args:
+        n: int array ``(S, A, S)`` of transition counts.
+        R_hat: float array ``(S, A)`` of mean rewards.
+        gamma: discount factor in ``[0, 1)``. (At gamma = 1 an estimated model can hold a loop that never
+            reaches a terminal state, and the values would not converge.)
+        terminal: bool array ``(S,)``.
+        theta: stopping threshold > 0.
+
+    Returns:
+        Float array ``(S, A)``.
+
+    Raises:
+        ValueError: on mismatched shapes, gamma outside ``[0, 1)`` or theta <= 0.
+    """
+    n = np.asarray(n)
+    R_hat = np.asarray(R_hat, dtype=np.float64)
+    terminal = np.asarray(terminal, dtype=bool)
+    if R_hat.shape != n.shape[:2] or terminal.shape != n.shape[:1]:
+        raise ValueError(f"shapes do not match: n {n.shape}, R_hat {R_hat.shape}, terminal {terminal.shape}")
+    if not 0.0 <= gamma < 1.0:
+        raise ValueError(f"gamma must lie in [0, 1) for planning on an estimated model; got {gamma}")
+    if theta <= 0:
+        raise ValueError(f"theta must be positive; got {theta}")
+    P_hat = ml_transition_model(n)
+    seen = n.sum(axis=2) > 0
+    Q = np.zeros(R_hat.shape)
+    while True:
+        V = np.where(seen, Q, -np.inf).max(axis=1)
+        V[~seen.any(axis=1) | terminal] = 0.0
+        Q_new = np.where(seen, R_hat + gamma * P_hat @ V, 0.0)
+        delta = np.max(np.abs(Q_new - Q))
+        Q = Q_new
+        if delta < theta:
+            return Q
+
+
+def _greedy_policy_from_q(Q: np.ndarray) -> np.ndarray:
+    return np.argmax(Q, axis=1)
+
+
+def certainty_equivalence_agent(mdp: TabularMDP, n_episodes: int, epsilon: float, rng: np.random.Generator,
+                                max_steps: int = 200) -> np.ndarray:
+    """Learn a model while acting, and act epsilon-greedily on the plan of the current model.
+
+    The loop of model-based RL: act, observe (s, a, r, s'), update the counts and R̂ (:func:`update_model`),
+    re-solve the estimated MDP (:func:`certainty_equivalent_q`) and act on it. Pairs never tried have Q = 0,
+    which beats every tried action in a world with negative step rewards: the agent tries each action once
+    before trusting its model.
+
+    Args:
+        mdp: the true MDP; the agent only samples from it (through :class:`TabularMDPEnv`).
+        n_episodes: number of episodes.
+        epsilon: exploration probability of the epsilon-greedy behaviour.
+        rng: random generator for the agent and the environment.
+        max_steps: an episode is cut after this many steps.
+
+    Returns:
+        Int array ``(n_episodes, S)``: the greedy policy of the model after each episode.
+    """
+    env = TabularMDPEnv(mdp)
+    env.reset(seed=int(rng.integers(2**31)))
+    S, A = mdp.n_states, mdp.n_actions
+    n = np.zeros((S, A, S), dtype=np.int64)
+    R_hat = np.zeros((S, A))
+    Q = np.zeros((S, A))
+    policies = np.zeros((n_episodes, S), dtype=int)
+    for episode in range(n_episodes):
+        s, _ = env.reset()
+        for _ in range(max_steps):
+            a = epsilon_greedy(Q[s], epsilon, rng)
+            s_next, r, terminated, truncated, _ = env.step(a)
+            update_model(n, R_hat, s, a, r, s_next)
+            Q = certainty_equivalent_q(n, R_hat, mdp.gamma, mdp.terminal, theta=1e-4)
+            s = s_next
+            if terminated or truncated:
+                break
+        policies[episode] = _greedy_policy_from_q(Q)
+    return policies
+
+
+def q_learning_agent(mdp: TabularMDP, n_episodes: int, alpha: float, epsilon: float, rng: np.random.Generator,
+                     max_steps: int = 200) -> np.ndarray:
+    """Model-free Q-learning with epsilon-greedy behaviour, for comparison with the model-based agent.
+
+    Same interface as :func:`certainty_equivalence_agent`; one :func:`q_learning_update` per real step.
+
+    Returns:
+        Int array ``(n_episodes, S)``: the greedy policy after each episode.
+    """
+    env = TabularMDPEnv(mdp)
+    env.reset(seed=int(rng.integers(2**31)))
+    Q = np.zeros((mdp.n_states, mdp.n_actions))
+    policies = np.zeros((n_episodes, mdp.n_states), dtype=int)
+    for episode in range(n_episodes):
+        s, _ = env.reset()
+        for _ in range(max_steps):
+            a = epsilon_greedy(Q[s], epsilon, rng)
+            s_next, r, terminated, truncated, _ = env.step(a)
+            q_learning_update(Q, s, a, r, s_next, terminated, alpha, mdp.gamma)
+            s = s_next
+            if terminated or truncated:
+                break
+        policies[episode] = _greedy_policy_from_q(Q)
+    return policies
+
+
+# ------------------------------------------------------------------------------------------------------ Dyna-Q
+
+
+def dyna_q_planning_step(Q: np.ndarray, model: dict, alpha: float, gamma: float, rng: np.random.Generator) -> None:
+    """One planning update of Dyna-Q (S&B Section 8.2, the box "Tabular Dyna-Q", step (f)), in place.
+
+    Pick a previously observed pair uniformly at random, ``s, a = list(model)[rng.integers(len(model))]``,
+    look up what the model predicts, ``r, s_next, terminated = model[(s, a)]``, and apply the Q-learning update
+    to ``Q[s, a]`` with that simulated transition (the target is ``r`` alone when ``terminated``).
+
+    Args:
+        Q: float array ``(S, A)``, updated in place.
+        model: dict ``{(s, a): (r, s_next, terminated)}`` of the pairs seen so far (not modified).
+        alpha: step size.
+        gamma: discount factor.
+        rng: random generator; exactly one ``rng.integers`` call.
+
+    Raises:
+        ValueError: if the model is empty (there is nothing to plan with yet).
+    """
+    if not model:
+        raise ValueError("the model is empty: take a real step before planning")
+    s, a = list(model)[rng.integers(len(model))]
+    r, s_next, terminated = model[(s, a)]
+    q_learning_update(Q, s, a, r, s_next, terminated, alpha, gamma)
+
+
+def dyna_q_episode(env, Q: np.ndarray, model: dict, n_planning: int, alpha: float, epsilon: float, gamma: float,
+                   rng: np.random.Generator, max_steps: int = 100_000) -> int:
+    """Run one episode of tabular Dyna-Q (S&B Section 8.2), updating ``Q`` and ``model`` in place.
+
+    The episode starts with ``env.reset()`` (no seed: the environment goes on with its own generator). At each
+    step: ``a = epsilon_greedy(Q[s], epsilon, rng)``; ``s_next, r, terminated, truncated, _ = env.step(a)``;
+    the Q-learning update of ``Q[s, a]`` with this real transition; ``model[(s, a)] = (r, s_next, terminated)``;
+    then ``n_planning`` calls of :func:`dyna_q_planning_step`. The episode ends when ``terminated`` or
+    ``truncated`` is True, or after ``max_steps`` steps.
+
+    Args:
+        env: a Gymnasium environment with integer states and actions.
+        Q: float array ``(S, A)``, updated in place.
+        model: the Dyna model dict (see :func:`dyna_q_planning_step`), updated in place.
+        n_planning: planning updates per real step (n >= 0).
+        alpha, epsilon, gamma: step size, exploration probability, discount factor.
+        rng: the agent's random generator (action choices and planning), used in the order above.
+        max_steps: the longest episode.
+
+    Returns:
+        The number of real steps taken.
+
+    Raises:
+        ValueError: if ``n_planning`` is negative.
+    """
+    if n_planning < 0:
+        raise ValueError(f"n_planning must be >= 0; got {n_planning}")
+    s, _ = env.reset()
+    for step in range(1, max_steps + 1):
+        a = epsilon_greedy(Q[s], epsilon, rng)
+        s_next, r, terminated, truncated, _ = env.step(a)
+        q_learning_update(Q, s, a, r, s_next, terminated, alpha, gamma)
+        model[(s, a)] = (r, s_next, terminated)
+        for _ in range(n_planning):
+            dyna_q_planning_step(Q, model, alpha, gamma, rng)
+        s = s_next
+        if terminated or truncated:
+            return step
+    return max_steps
+
+
+def dyna_q(mdp: TabularMDP, n_planning: int, n_episodes: int, rng: np.random.Generator, alpha: float = 0.1,
+           epsilon: float = 0.1, gamma: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One run of Dyna-Q on a tabular MDP: ``n_episodes`` calls of :func:`dyna_q_episode`, Q starting at 0.
+
+    Args:
+        mdp: the environment's model (only sampled from, through :class:`TabularMDPEnv`).
+        n_planning: planning updates per real step.
+        n_episodes: number of episodes.
+        rng: random generator of the agent; the environment's is seeded from it.
+        alpha, epsilon: step size and exploration probability (S&B Example 8.1: 0.1 and 0.1).
+        gamma: discount factor (default ``mdp.gamma``).
+
+    Returns:
+        ``(steps, Q)``: int array ``(n_episodes,)`` of steps per episode, and the final ``(S, A)`` values.
+    """
+    gamma = mdp.gamma if gamma is None else gamma
+    env = TabularMDPEnv(mdp)
+    env.reset(seed=int(rng.integers(2**31)))
+    Q = np.zeros((mdp.n_states, mdp.n_actions))
+    model: dict = {}
+    steps = np.array([dyna_q_episode(env, Q, model, n_planning, alpha, epsilon, gamma, rng)
+                      for _ in range(n_episodes)])
+    return steps, Q
+
+
+def dyna_q_runs(mdp: TabularMDP, n_planning: int, n_runs: int = 30, n_episodes: int = 50, alpha: float = 0.1,
+                epsilon: float = 0.1, gamma: float | None = None, seed: int = 0,
+                max_steps: int = 100_000) -> np.ndarray:
+    """Steps per episode of ``n_runs`` independent runs of Dyna-Q, computed together (for S&B Figure 8.2).
+
+    The same algorithm as :func:`dyna_q` (epsilon-greedy with random tie-breaking, one Q-learning update per
+    real step, ``n_planning`` updates on uniformly drawn observed pairs of a deterministic model), with the
+    runs held in arrays of shape ``(n_runs, ...)`` so that numpy does a step of every run at once. Random
+    numbers are drawn differently, so a run is not step-for-step the run :func:`dyna_q` would make.
+
+    Args:
+        mdp: a tabular MDP whose transitions from non-terminal states are deterministic (as Dyna-Q's model
+            assumes); episodes start from ``mdp.initial``.
+        n_planning: planning updates per real step.
+        n_runs: number of independent runs.
+        n_episodes: episodes per run.
+        alpha, epsilon: step size and exploration probability.
+        gamma: discount factor (default ``mdp.gamma``).
+        seed: seed of the random generator.
+        max_steps: an episode is cut after this many steps.
+
+    Returns:
+        Int array ``(n_runs, n_episodes)`` of steps per episode.
+
+    Raises:
+        ValueError: if a transition of the MDP is not deterministic, or ``n_planning`` is negative.
+    """
+    if n_planning < 0:
+        raise ValueError(f"n_planning must be >= 0; got {n_planning}")
+    live = ~mdp.terminal
+    if not np.all(np.isclose(mdp.P[live].max(axis=2), 1.0)):
+        raise ValueError("dyna_q_runs needs deterministic transitions (Dyna-Q's tabular model assumes them)")
+    gamma = mdp.gamma if gamma is None else gamma
+    rng = np.random.default_rng(seed)
+    S, A = mdp.n_states, mdp.n_actions
+    next_state = mdp.P.argmax(axis=2)  # (S, A)
+    Q = np.zeros((n_runs, S, A))
+    known = np.zeros((n_runs, S * A), dtype=bool)
+    pairs = np.zeros((n_runs, S * A), dtype=np.int64)  # observed pairs s * A + a, in order of first visit
+    n_pairs = np.zeros(n_runs, dtype=np.int64)
+    steps = np.zeros((n_runs, n_episodes), dtype=np.int64)
+    episode = np.zeros(n_runs, dtype=np.int64)
+    s = rng.choice(S, size=n_runs, p=mdp.initial)
+    while True:
+        runs = np.flatnonzero(episode < n_episodes)
+        if runs.size == 0:
+            return steps
+        k = runs.size
+        state = s[runs]
+        # epsilon-greedy with random tie-breaking: the argmax of random keys over the maximising actions
+        q = Q[runs, state]
+        keys = np.where(q == q.max(axis=1, keepdims=True), rng.random((k, A)), -1.0)
+        action = np.where(rng.random(k) < epsilon, rng.integers(A, size=k), keys.argmax(axis=1))
+        s_next = next_state[state, action]
+        r = mdp.R[state, action]
+        done = mdp.terminal[s_next]
+        target = r + np.where(done, 0.0, gamma * Q[runs, s_next].max(axis=1))
+        Q[runs, state, action] += alpha * (target - Q[runs, state, action])
+        pair = state * A + action
+        new = ~known[runs, pair]
+        pairs[runs[new], n_pairs[runs[new]]] = pair[new]
+        n_pairs[runs[new]] += 1
+        known[runs, pair] = True
+        for _ in range(n_planning):
+            drawn = pairs[runs, (rng.random(k) * n_pairs[runs]).astype(np.int64)]
+            ps, pa = np.divmod(drawn, A)
+            pn = next_state[ps, pa]
+            p_target = mdp.R[ps, pa] + np.where(mdp.terminal[pn], 0.0, gamma * Q[runs, pn].max(axis=1))
+            Q[runs, ps, pa] += alpha * (p_target - Q[runs, ps, pa])
+        steps[runs, episode[runs]] += 1
+        s[runs] = s_next
+        ended = done | (steps[runs, episode[runs]] >= max_steps)
+        finished = runs[ended]
+        episode[finished] += 1
+        s[finished] = rng.choice(S, size=finished.size, p=mdp.initial)
+
+
+def first_episode_at_most(steps, threshold: float = 20.0) -> int | None:
+    """The first episode (numbered from 1) whose average over runs is at most ``threshold`` steps, or None.
+
+    Args:
+        steps: int array ``(n_runs, n_episodes)`` as returned by :func:`dyna_q_runs`.
+        threshold: the number of steps.
+    """
+    mean = np.asarray(steps, dtype=np.float64).mean(axis=0)
+    below = np.flatnonzero(mean <= threshold)
+    return int(below[0]) + 1 if below.size else None
+
+
+def greedy_path(mdp: TabularMDP, Q: np.ndarray, max_steps: int = 100) -> list[int]:
+    """States visited when following the greedy actions of ``Q`` (ties to the first best action) from the most
+    likely start state along the most likely transitions, until a terminal state or ``max_steps`` steps."""
+    s = int(np.argmax(mdp.initial))
+    path = [s]
+    for _ in range(max_steps):
+        if mdp.terminal[s]:
+            break
+        s = int(np.argmax(mdp.P[s, int(np.argmax(Q[s]))]))
+        path.append(s)
+    return path

@@ -1,0 +1,168 @@
+"""Chapter 2 answers with the mistakes students make, written the way a student might write them.
+
+Each entry of ``BUGGY`` is ``(exercise, function, words the check's hint must contain)``.
+"""
+
+import numpy as np
+
+from solutions.q_learning import epsilon_greedy, q_learning_update
+
+
+def update_dividing_first(n, R_hat, s, a, r, s_next):
+    count = n[s, a].sum()
+    if count > 0:
+        R_hat[s, a] = (r + (count - 1) * R_hat[s, a]) / count
+    else:
+        R_hat[s, a] = r
+    n[s, a, s_next] += 1
+
+
+def update_with_next_state_count(n, R_hat, s, a, r, s_next):
+    n[s, a, s_next] += 1
+    R_hat[s, a] += (r - R_hat[s, a]) / n[s, a, s_next]
+
+
+def update_returning_copies(n, R_hat, s, a, r, s_next):
+    n, R_hat = n.copy(), R_hat.copy()
+    n[s, a, s_next] += 1
+    R_hat[s, a] += (r - R_hat[s, a]) / n[s, a].sum()
+    return n, R_hat
+
+
+def model_wrong_axis(n):
+    totals = n.sum(axis=0, keepdims=True)
+    return np.divide(n, totals, out=np.zeros(n.shape), where=totals > 0)
+
+
+def model_nan_rows(n):
+    with np.errstate(invalid="ignore"):
+        return n / n.sum(axis=2, keepdims=True)
+
+
+def model_uniform_unseen(n):
+    totals = n.sum(axis=2, keepdims=True)
+    P = np.full(n.shape, 1.0 / n.shape[2])
+    np.divide(n, totals, out=P, where=totals > 0)
+    return P
+
+
+def ce_max_over_all_actions(n, R_hat, gamma, terminal, theta=1e-10):
+    totals = n.sum(axis=2, keepdims=True)
+    P = np.divide(n, totals, out=np.zeros(n.shape), where=totals > 0)
+    seen = totals[..., 0] > 0
+    Q = np.zeros(R_hat.shape)
+    while True:
+        V = Q.max(axis=1)
+        V[terminal] = 0.0
+        Q_new = np.where(seen, R_hat + gamma * P @ V, 0.0)
+        if np.abs(Q_new - Q).max() < theta:
+            return Q_new
+        Q = Q_new
+
+
+def ce_bootstraps_from_terminal(n, R_hat, gamma, terminal, theta=1e-10):
+    totals = n.sum(axis=2, keepdims=True)
+    P = np.divide(n, totals, out=np.zeros(n.shape), where=totals > 0)
+    seen = totals[..., 0] > 0
+    Q = np.zeros(R_hat.shape)
+    while True:
+        V = np.where(seen, Q, -np.inf).max(axis=1)
+        V[~seen.any(axis=1)] = 0.0
+        Q_new = np.where(seen, R_hat + gamma * P @ V, 0.0)
+        if np.abs(Q_new - Q).max() < theta:
+            return Q_new
+        Q = Q_new
+
+
+def ce_never_stops(n, R_hat, gamma, terminal, theta=1e-10):
+    Q = np.zeros(R_hat.shape)
+    delta = 1.0
+    while delta > 0:  # exact equality is never reached in floating point... or only very late
+        Q = Q + 0.0
+    return Q
+
+
+def planning_any_pair(Q, model, alpha, gamma, rng):
+    s = rng.integers(Q.shape[0])
+    a = rng.integers(Q.shape[1])
+    if (s, a) in model:
+        r, s_next, terminated = model[(s, a)]
+        q_learning_update(Q, s, a, r, s_next, terminated, alpha, gamma)
+
+
+def planning_bootstraps_from_terminal(Q, model, alpha, gamma, rng):
+    s, a = list(model)[rng.integers(len(model))]
+    r, s_next, terminated = model[(s, a)]
+    Q[s, a] += alpha * (r + gamma * Q[s_next].max() - Q[s, a])
+
+
+def planning_without_step_size(Q, model, alpha, gamma, rng):
+    s, a = list(model)[rng.integers(len(model))]
+    r, s_next, terminated = model[(s, a)]
+    Q[s, a] = r if terminated else r + gamma * Q[s_next].max()
+
+
+def _reference_planning(Q, model, alpha, gamma, rng):
+    s, a = list(model)[rng.integers(len(model))]
+    r, s_next, terminated = model[(s, a)]
+    q_learning_update(Q, s, a, r, s_next, terminated, alpha, gamma)
+
+
+def episode_without_planning(env, Q, model, n_planning, alpha, epsilon, gamma, rng, max_steps=100_000):
+    s, _ = env.reset()
+    for step in range(1, max_steps + 1):
+        a = epsilon_greedy(Q[s], epsilon, rng)
+        s_next, r, terminated, truncated, _ = env.step(a)
+        q_learning_update(Q, s, a, r, s_next, terminated, alpha, gamma)
+        model[(s, a)] = (r, s_next, terminated)
+        s = s_next
+        if terminated or truncated:
+            return step
+    return max_steps
+
+
+def episode_planning_before_storing(env, Q, model, n_planning, alpha, epsilon, gamma, rng, max_steps=100_000):
+    s, _ = env.reset()
+    for step in range(1, max_steps + 1):
+        a = epsilon_greedy(Q[s], epsilon, rng)
+        s_next, r, terminated, truncated, _ = env.step(a)
+        q_learning_update(Q, s, a, r, s_next, terminated, alpha, gamma)
+        if model:
+            for _ in range(n_planning):
+                _reference_planning(Q, model, alpha, gamma, rng)
+        model[(s, a)] = (r, s_next, terminated)
+        s = s_next
+        if terminated or truncated:
+            return step
+    return max_steps
+
+
+def episode_without_model(env, Q, model, n_planning, alpha, epsilon, gamma, rng, max_steps=100_000):
+    s, _ = env.reset()
+    for step in range(1, max_steps + 1):
+        a = epsilon_greedy(Q[s], epsilon, rng)
+        s_next, r, terminated, truncated, _ = env.step(a)
+        q_learning_update(Q, s, a, r, s_next, terminated, alpha, gamma)
+        s = s_next
+        if terminated or truncated:
+            return step
+    return max_steps
+
+
+BUGGY = [
+    ("update_model", update_dividing_first, "before counting this transition"),
+    ("update_model", update_with_next_state_count, "as the count"),
+    ("update_model", update_returning_copies, "in place"),
+    ("ml_transition_model", model_wrong_axis, "wrong axis"),
+    ("ml_transition_model", model_nan_rows, "NaN"),
+    ("ml_transition_model", model_uniform_unseen, "not uniform"),
+    ("certainty_equivalent_q", ce_max_over_all_actions, "tried actions only"),
+    ("certainty_equivalent_q", ce_bootstraps_from_terminal, "terminal"),
+    ("certainty_equivalent_q", ce_never_stops, "did not return"),
+    ("dyna_q_planning_step", planning_any_pair, "among all pairs"),
+    ("dyna_q_planning_step", planning_bootstraps_from_terminal, "terminal"),
+    ("dyna_q_planning_step", planning_without_step_size, "step alpha"),
+    ("dyna_q_episode", episode_without_planning, "without planning"),
+    ("dyna_q_episode", episode_planning_before_storing, "order"),
+    ("dyna_q_episode", episode_without_model, "model is still empty"),
+]
