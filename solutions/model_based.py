@@ -224,7 +224,7 @@ def certainty_equivalence_agent(mdp: TabularMDP, n_episodes: int, epsilon: float
             a = epsilon_greedy(Q[s], epsilon, rng)
             s_next, r, terminated, truncated, _ = env.step(a)
             update_model(n, R_hat, s, a, r, s_next)
-            Q = certainty_equivalent_q(n, R_hat, mdp.gamma, mdp.terminal, theta=1e-4)
+            Q = certainty_equivalent_q(n, R_hat, mdp.gamma, mdp.terminal, theta=1e-3)
             s = s_next
             if terminated or truncated:
                 break

@@ -12,17 +12,20 @@ __all__ = ["plot_convergence", "plot_grid_values"]
 
 
 def plot_grid_values(mdp: TabularMDP, V=None, policy=None, *, ax=None, title: str | None = None,
-                     fmt: str = "{:.3f}", cmap: str = "RdYlGn"):
+                     fmt: str = "{:.3f}", cmap: str = "RdYlGn", path=None):
     """Draw a grid-world: each square coloured by its value, with the value and the policy's arrow.
 
     Args:
         mdp: a TabularMDP with a ``layout`` (a :class:`~solutions.envs.GridLayout`).
-        V: float array ``(S,)`` of state values, or None for a plain map with state names.
-        policy: int array ``(S,)`` of actions (drawn as arrows in non-terminal squares), or None.
+        V: float array ``(S,)`` of state values, or None for a plain map with state names. A NaN value leaves
+            its square blank.
+        policy: int array ``(S,)`` of actions (drawn as arrows in non-terminal squares; a negative entry
+            draws no arrow), or None.
         ax: the matplotlib Axes to draw on (default: a new figure).
         title: the Axes title.
         fmt: format of the value printed in each square.
         cmap: matplotlib colour map for the values.
+        path: a sequence of states drawn as a line through their squares (e.g. a greedy path), or None.
 
     Returns:
         The Axes.
@@ -46,7 +49,7 @@ def plot_grid_values(mdp: TabularMDP, V=None, policy=None, *, ax=None, title: st
         for s, cell in enumerate(layout.cells):
             if cell is not None:
                 grid[cell] = V[s]
-        finite = grid[np.isfinite(grid)]
+        finite = grid[np.isfinite(grid)]  # NaN squares stay blank
         bound = max(np.abs(finite).max(), 1e-9) if finite.size else 1.0
         ax.imshow(grid, cmap=cmap, vmin=-bound, vmax=bound)
     else:
@@ -60,10 +63,10 @@ def plot_grid_values(mdp: TabularMDP, V=None, policy=None, *, ax=None, title: st
         if s in layout.labels:
             text = layout.labels[s]
         elif V is not None:
-            text = fmt.format(V[s])
+            text = "" if np.isnan(V[s]) else fmt.format(V[s])
         else:
             text = mdp.state_names[s]
-        arrow = policy is not None and not mdp.terminal[s] and s not in layout.labels
+        arrow = policy is not None and policy[s] >= 0 and not mdp.terminal[s] and s not in layout.labels
         ax.text(c, r + (0.28 if arrow else 0.0), text, ha="center", va="center", fontsize=9)
         if arrow:
             dr, dc = MOVES[int(policy[s])]
@@ -71,6 +74,9 @@ def plot_grid_values(mdp: TabularMDP, V=None, policy=None, *, ax=None, title: st
                         arrowprops=dict(arrowstyle="->", lw=1.5))
         if mdp.terminal[s]:
             ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="//", color="0.5"))
+    if path is not None and len(path) > 1:
+        points = np.array([layout.cells[s] for s in path if layout.cells[s] is not None], dtype=float)
+        ax.plot(points[:, 1], points[:, 0], color="tab:blue", lw=2.5, alpha=0.7)
     ax.set_xticks(np.arange(-0.5, n_cols), minor=True)
     ax.set_yticks(np.arange(-0.5, n_rows), minor=True)
     ax.grid(which="minor", color="k", linewidth=1)

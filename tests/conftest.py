@@ -7,12 +7,22 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CHAPTER_1 = ROOT / "book" / "01_mdp" / "mdp.ipynb"
+#: The notebook of each chapter, by assignment id.
+CHAPTERS = {
+    "01_mdp": ROOT / "book" / "01_mdp" / "mdp.ipynb",
+    "02_model_based": ROOT / "book" / "02_model_based" / "model_based.ipynb",
+}
+CHAPTER_1 = CHAPTERS["01_mdp"]
 
 
 @pytest.fixture(scope="session")
 def source_nb():
     return nbformat.read(CHAPTER_1, as_version=4)
+
+
+@pytest.fixture(scope="session")
+def source_nbs():
+    return {chapter: nbformat.read(path, as_version=4) for chapter, path in CHAPTERS.items()}
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +38,11 @@ def released(tmp_path_factory):
 @pytest.fixture(scope="session")
 def released_nb(released):
     return nbformat.read(released["01_mdp"] / "mdp.ipynb", as_version=4)
+
+
+@pytest.fixture(scope="session")
+def released_nbs(released):
+    return {chapter: nbformat.read(released[chapter] / path.name, as_version=4) for chapter, path in CHAPTERS.items()}
 
 
 def copy_tree(src: Path, dest: Path) -> Path:

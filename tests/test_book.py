@@ -32,6 +32,21 @@ def test_chapter_1_page_has_figures_widget_and_collapsed_solutions(site):
     assert "1.1875" in page and "0.812" in page  # numbers computed on the page
 
 
-def test_landing_page_links_chapter_1(site):
+def test_landing_page_links_every_chapter(site):
     index = (site / "book" / "intro.html").read_text(encoding="utf-8")
-    assert "01_mdp/mdp.html" in index
+    assert "01_mdp/mdp.html" in index and "02_model_based/model_based.html" in index
+
+
+def test_chapter_2_page_has_figures_widget_and_the_reproduced_numbers(site):
+    page = (site / "book" / "02_model_based" / "model_based.html").read_text(encoding="utf-8")
+    assert len(re.findall(r"<img ", page)) >= 5
+    assert "application/vnd.jupyter.widget-state+json" in page
+    assert page.count("tag_hide-input") >= 5
+    assert "Traceback" not in page
+    assert "first episode with a mean of at most 20 steps: 3" in page  # n = 50 in Figure 8.2
+    assert "0.667" in page  # the lecture's estimate of p((2,3) | (1,3), right)
+
+
+def test_references_page_lists_the_works_cited(site):
+    page = (site / "book" / "references.html").read_text(encoding="utf-8")
+    assert "Reinforcement Learning: An Introduction" in page and "Dyna, an Integrated Architecture" in page

@@ -2,6 +2,7 @@
 give 0 to the blank stub, and never write to stderr."""
 
 import functools
+import inspect
 
 import numpy as np
 import pytest
@@ -124,3 +125,18 @@ def test_wrong_answers_are_partial_not_all_or_nothing(capsys):
     capsys.readouterr()
     assert 0 < float(score) < 1
     assert np.isclose(float(score), round(score.passed / score.total, 2))
+
+
+def test_a_later_exercise_is_checked_with_the_reference_of_the_earlier_one(capsys):
+    """dyna_q_episode calls dyna_q_planning_step: a wrong planning step must not cost the episode's points."""
+    from .buggy_model_based import planning_without_step_size
+
+    namespace = {}
+    source = inspect.getsource(reference_model_based.dyna_q_episode)
+    exec(compile(source, "<student>", "exec"), {**vars(reference_model_based), "__name__": "__main__"}, namespace)
+    episode = namespace["dyna_q_episode"]
+    episode.__globals__["dyna_q_planning_step"] = planning_without_step_size
+    score = checks_model_based.check_dyna_q_episode(episode)
+    capsys.readouterr()
+    assert float(score) == checks_model_based.POINTS["dyna_q_episode"]
+    assert episode.__globals__["dyna_q_planning_step"] is planning_without_step_size  # the student's, put back

@@ -18,6 +18,14 @@ from .notebooks import fill_in, solution_sources, write
 pytestmark = pytest.mark.slow
 
 WRONG_VALUE_ITERATION = "def value_iteration(mdp, theta=1e-10, max_sweeps=None):\n    return np.zeros(mdp.n_states)\n"
+# Chapter 2: a planning step that overwrites Q[s, a] with the target (2 of 8 points). The episode exercise calls
+# it, but its check runs with the reference planning step, so only these 2 points are lost.
+WRONG_PLANNING_STEP = (
+    "def dyna_q_planning_step(Q, model, alpha, gamma, rng):\n"
+    "    s, a = list(model)[rng.integers(len(model))]\n"
+    "    r, s_next, terminated = model[(s, a)]\n"
+    "    Q[s, a] = r if terminated else r + gamma * Q[s_next].max()\n"
+)
 
 
 def tree_digest(root):
@@ -30,8 +38,14 @@ def tree_digest(root):
 
 
 @pytest.fixture(scope="module")
-def submissions(tmp_path_factory, source_nb, released_nb):
+def submissions(tmp_path_factory, source_nb, released_nb, source_nbs, released_nbs):
     root = tmp_path_factory.mktemp("submissions")
+    # Chapter 2: alice answers everything, bob nothing, carol gets the planning step wrong
+    answers_2, released_2 = solution_sources(source_nbs["02_model_based"]), released_nbs["02_model_based"]
+    write(fill_in(released_2, answers_2), root / "alice" / "02_model_based" / "model_based.ipynb")
+    write(released_2, root / "bob" / "02_model_based" / "model_based.ipynb")
+    write(fill_in(released_2, {**answers_2, "dyna_q_planning_step": WRONG_PLANNING_STEP}),
+          root / "carol" / "02_model_based" / "model_based.ipynb")
     answers = solution_sources(source_nb)
     write(fill_in(released_nb, answers), root / "alice" / "01_mdp" / "mdp.ipynb")
     write(released_nb, root / "bob" / "01_mdp" / "mdp.ipynb")
@@ -64,14 +78,15 @@ def graded(submissions, tmp_path_factory):
     assert run.returncode == 0, run.stdout + run.stderr
     assert tree_digest(submissions) == before, "grading modified the submissions"
     with open(out / "grades.csv") as handle:
-        grades = {row["student_id"]: row for row in csv.DictReader(handle)}
+        grades = {(row["student_id"], row["assignment"]): row for row in csv.DictReader(handle)}
     with open(out / "report.csv") as handle:
-        report = {row["student_id"]: row for row in csv.DictReader(handle)}
+        report = {row["student_id"]: row for row in csv.DictReader(handle) if row["assignment"] == "01_mdp"}
     return out, grades, report, run.stdout
 
 
-def score(grades, student):
-    return float(grades[student]["score"]), float(grades[student]["max_score"])
+def score(grades, student, assignment="01_mdp"):
+    row = grades[(student, assignment)]
+    return float(row["score"]), float(row["max_score"])
 
 
 def test_reference_answers_get_full_marks(graded):
@@ -89,6 +104,15 @@ def test_blank_release_gets_zero(graded):
 def test_one_wrong_exercise_loses_exactly_its_points(graded):
     _, grades, _, _ = graded
     assert score(grades, "carol") == (9.0, 11.0)
+
+
+def test_chapter_2_round_trip(graded):
+    out, grades, _, _ = graded
+    assert score(grades, "alice", "02_model_based") == (8.0, 8.0)
+    assert score(grades, "bob", "02_model_based") == (0.0, 8.0)
+    assert score(grades, "carol", "02_model_based") == (6.0, 8.0)  # the planning step's 2 points, no more
+    feedback = (out / "feedback" / "carol" / "02_model_based" / "model_based.html").read_text()
+    assert "dyna_q_planning_step: 0/" in feedback and "move it a step alpha towards the target" in feedback
 
 
 def test_endless_loop_costs_only_the_exercise_concerned(graded):

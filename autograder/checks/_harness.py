@@ -25,6 +25,7 @@ import numpy as np
 
 __all__ = [
     "PASS_MARK", "FAIL_MARK", "Case", "CheckTimeout", "Score", "compare_arrays", "hidden_rng", "run_check",
+    "using_reference_helpers",
 ]
 
 PASS_MARK = "✓"
@@ -147,18 +148,45 @@ def compare_arrays(got: Any, expected: np.ndarray, *, atol: float, what: str = "
             f"expected {float(expected[worst]):.6g}, got {float(arr[worst]):.6g}")
 
 
+@contextlib.contextmanager
+def using_reference_helpers(fn: Callable, helpers: dict[str, Callable]):
+    """While active, the names in ``helpers`` that ``fn`` looks up as globals resolve to the given functions.
+
+    An exercise that calls an earlier exercise (Dyna-Q's episode calls the planning step) is then checked on
+    its own: a mistake in the earlier function is not counted twice. The student's own functions are put back
+    afterwards. Functions without ``__globals__`` (builtins, callables) are left alone.
+    """
+    namespace = getattr(fn, "__globals__", None)
+    if namespace is None:
+        yield
+        return
+    missing = object()
+    saved = {name: namespace.get(name, missing) for name in helpers}
+    namespace.update(helpers)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is missing:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = value
+
+
 def _reference_module(fn: Callable) -> bool:
     module = getattr(fn, "__module__", "") or ""
     return module == "solutions" or module.startswith("solutions.")
 
 
 def run_check(name: str, fn: Callable, cases: list[Case], points: float, *,
-              time_limit: float | None = None) -> Score:
+              time_limit: float | None = None, helpers: dict[str, Callable] | None = None) -> Score:
     """Run ``cases`` on ``fn``, print one line per case and a summary, and return the :class:`Score`.
 
     A case fails when its ``run`` returns a message or raises; the student's warnings and stderr output are
     shown on stdout. After a case times out the remaining ones are skipped (they would likely time out too).
-    ``time_limit`` is in seconds per case (default: ``DEFAULT_TIME_LIMIT``).
+    ``time_limit`` is in seconds per case (default: ``DEFAULT_TIME_LIMIT``). ``helpers`` maps the names of
+    earlier exercises that ``fn`` calls to their reference implementations, used while the cases run
+    (see :func:`using_reference_helpers`).
     """
     time_limit = DEFAULT_TIME_LIMIT if time_limit is None else time_limit
     out = sys.stdout
@@ -169,6 +197,15 @@ def run_check(name: str, fn: Callable, cases: list[Case], points: float, *,
         print(f"{FAIL_MARK} {name}: this is the reference implementation from `solutions`; write your own",
               file=out)
         return Score(name, 0, max(len(cases), 1), points)
+    with using_reference_helpers(fn, helpers or {}):
+        passed = _run_cases(fn, cases, time_limit, out)
+    score = Score(name, passed, len(cases), points)
+    print(f"{name}: {passed}/{len(cases)} cases passed, {score.earned:g}/{points:g} points", file=out)
+    return score
+
+
+def _run_cases(fn: Callable, cases: list[Case], time_limit: float, out) -> int:
+    """Run and report each case; returns how many passed."""
     passed = 0
     timed_out = False
     for case in cases:
@@ -199,6 +236,4 @@ def run_check(name: str, fn: Callable, cases: list[Case], points: float, *,
             print(f"      (warning from your code: {warning.category.__name__}: {warning.message})", file=out)
         if elapsed > time_limit / 2 and not timed_out:
             print(f"      (this case took {elapsed:.1f} s; the limit is {time_limit:g} s)", file=out)
-    score = Score(name, passed, len(cases), points)
-    print(f"{name}: {passed}/{len(cases)} cases passed, {score.earned:g}/{points:g} points", file=out)
-    return score
+    return passed
