@@ -4,7 +4,9 @@ Each entry of ``BUGGY`` is ``(exercise, function, words the check's hint must co
 """
 
 import numpy as np
+import torch
 
+from solutions.learned_models import one_hot
 from solutions.q_learning import epsilon_greedy, q_learning_update
 
 
@@ -149,6 +151,40 @@ def episode_without_model(env, Q, model, n_planning, alpha, epsilon, gamma, rng,
     return max_steps
 
 
+def step_without_zero_grad(model, optimizer, states, actions, next_states):
+    predicted = model(torch.cat([states, one_hot(actions, model.n_actions)], dim=1))
+    loss = ((predicted - (next_states - states)) ** 2).mean()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_predicting_next_state(model, optimizer, states, actions, next_states):
+    predicted = model(torch.cat([states, one_hot(actions, model.n_actions)], dim=1))
+    loss = torch.nn.functional.mse_loss(predicted, next_states)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_summed_loss(model, optimizer, states, actions, next_states):
+    predicted = model(torch.cat([states, one_hot(actions, model.n_actions)], dim=1))
+    loss = torch.sum((predicted - (next_states - states)) ** 2)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_without_update(model, optimizer, states, actions, next_states):
+    predicted = model(torch.cat([states, one_hot(actions, model.n_actions)], dim=1))
+    loss = torch.nn.functional.mse_loss(predicted, next_states - states)
+    optimizer.zero_grad()
+    loss.backward()
+    return loss.item()
+
+
 BUGGY = [
     ("update_model", update_dividing_first, "before counting this transition"),
     ("update_model", update_with_next_state_count, "as the count"),
@@ -165,4 +201,8 @@ BUGGY = [
     ("dyna_q_episode", episode_without_planning, "without planning"),
     ("dyna_q_episode", episode_planning_before_storing, "order"),
     ("dyna_q_episode", episode_without_model, "model is still empty"),
+    ("model_gradient_step", step_without_zero_grad, "optimizer.zero_grad()"),
+    ("model_gradient_step", step_predicting_next_state, "not next_states"),
+    ("model_gradient_step", step_summed_loss, "do not sum"),
+    ("model_gradient_step", step_without_update, "call optimizer.step()"),
 ]

@@ -10,16 +10,17 @@ import pytest
 from autograder.checks import _harness
 from autograder.checks import mdp as checks
 from autograder.checks import model_based as checks_model_based
+from solutions import learned_models as reference_learned_models
 from solutions import mdp as reference
 from solutions import model_based as reference_model_based
 
 from .buggy_mdp import BUGGY
 from .buggy_model_based import BUGGY as BUGGY_MODEL_BASED
 
-#: (chapter, its checks module, its reference module, its known-buggy answers)
+#: (chapter, its checks module, its reference modules, its known-buggy answers)
 CHAPTERS = [
-    ("01_mdp", checks, reference, BUGGY),
-    ("02_model_based", checks_model_based, reference_model_based, BUGGY_MODEL_BASED),
+    ("01_mdp", checks, (reference,), BUGGY),
+    ("02_model_based", checks_model_based, (reference_model_based, reference_learned_models), BUGGY_MODEL_BASED),
 ]
 EXERCISES = [(chapter, c, r, name) for chapter, c, r, _ in CHAPTERS for name in sorted(c.POINTS)]
 BUGS = [(chapter, c, *bug) for chapter, c, _, bugs in CHAPTERS for bug in bugs]
@@ -36,12 +37,13 @@ def as_student(fn):
     return student
 
 
-@pytest.mark.parametrize("chapter, checks_module, reference_module, name", EXERCISES,
+@pytest.mark.parametrize("chapter, checks_module, reference_modules, name", EXERCISES,
                          ids=[f"{e[0]}-{e[3]}" for e in EXERCISES])
 @pytest.mark.parametrize("hidden", [False, True])
-def test_reference_gets_full_marks(chapter, checks_module, reference_module, name, hidden, capsys, monkeypatch):
+def test_reference_gets_full_marks(chapter, checks_module, reference_modules, name, hidden, capsys, monkeypatch):
     monkeypatch.setenv("AUTOGRADER_SEED", "12345")
-    score = getattr(checks_module, f"check_{name}")(as_student(getattr(reference_module, name)), hidden=hidden)
+    solution = next(getattr(m, name) for m in reference_modules if hasattr(m, name))
+    score = getattr(checks_module, f"check_{name}")(as_student(solution), hidden=hidden)
     out, err = capsys.readouterr()
     assert float(score) == checks_module.POINTS[name], out
     assert score.passed == score.total >= 3
@@ -49,9 +51,9 @@ def test_reference_gets_full_marks(chapter, checks_module, reference_module, nam
     assert "✗" not in out
 
 
-@pytest.mark.parametrize("chapter, checks_module, reference_module, name", EXERCISES,
+@pytest.mark.parametrize("chapter, checks_module, reference_modules, name", EXERCISES,
                          ids=[f"{e[0]}-{e[3]}" for e in EXERCISES])
-def test_blank_stub_gets_zero(chapter, checks_module, reference_module, name, capsys):
+def test_blank_stub_gets_zero(chapter, checks_module, reference_modules, name, capsys):
     def stub(*args, **kwargs):
         raise NotImplementedError()
 

@@ -18,7 +18,7 @@ from .notebooks import fill_in, solution_sources, write
 pytestmark = pytest.mark.slow
 
 WRONG_VALUE_ITERATION = "def value_iteration(mdp, theta=1e-10, max_sweeps=None):\n    return np.zeros(mdp.n_states)\n"
-# Chapter 2: a planning step that overwrites Q[s, a] with the target (2 of 8 points). The episode exercise calls
+# Chapter 2: a planning step that overwrites Q[s, a] with the target (2 of 10 points). The episode exercise calls
 # it, but its check runs with the reference planning step, so only these 2 points are lost.
 WRONG_PLANNING_STEP = (
     "def dyna_q_planning_step(Q, model, alpha, gamma, rng):\n"
@@ -108,9 +108,9 @@ def test_one_wrong_exercise_loses_exactly_its_points(graded):
 
 def test_chapter_2_round_trip(graded):
     out, grades, _, _ = graded
-    assert score(grades, "alice", "02_model_based") == (8.0, 8.0)
-    assert score(grades, "bob", "02_model_based") == (0.0, 8.0)
-    assert score(grades, "carol", "02_model_based") == (6.0, 8.0)  # the planning step's 2 points, no more
+    assert score(grades, "alice", "02_model_based") == (10.0, 10.0)
+    assert score(grades, "bob", "02_model_based") == (0.0, 10.0)
+    assert score(grades, "carol", "02_model_based") == (8.0, 10.0)  # the planning step's 2 points, no more
     feedback = (out / "feedback" / "carol" / "02_model_based" / "model_based.html").read_text()
     assert "dyna_q_planning_step: 0/" in feedback and "move it a step alpha towards the target" in feedback
 

@@ -15,9 +15,12 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import torch
 
 from solutions import model_based as ref
 from solutions.envs import TabularMDPEnv, aima_4x3, dyna_maze, random_mdp
+from solutions.envs.continuous import transition
+from solutions.learned_models import DynamicsModel, model_gradient_step, one_hot
 
 from ._harness import Case, Score, compare_arrays, hidden_rng, run_check
 
@@ -27,6 +30,7 @@ __all__ = [
     "check_dyna_q_episode",
     "check_dyna_q_planning_step",
     "check_ml_transition_model",
+    "check_model_gradient_step",
     "check_update_model",
 ]
 
@@ -37,6 +41,7 @@ POINTS = {
     "certainty_equivalent_q": 2,
     "dyna_q_planning_step": 2,
     "dyna_q_episode": 2,
+    "model_gradient_step": 2,
 }
 
 _HINT_TERMINAL = ("you bootstrapped from a terminal state: when the next state is terminal the target is the "
@@ -431,3 +436,102 @@ def check_dyna_q_episode(fn, hidden: bool = False) -> Score:
                       random_mdp(np.random.default_rng(9), 6, 3, 0.9, n_terminal=1), 3, 4, 2),
     ]
     return _scored("dyna_q_episode", fn, cases)
+
+
+# ------------------------------------------------------------------------------------------- neural model step
+
+def _model_step_setup(seed: int, batch: int, hidden: int, optimizer: str):
+    """A small DynamicsModel with seeded weights, its optimizer, and a batch of two-rooms transitions."""
+    torch.manual_seed(seed)
+    model = DynamicsModel(2, 4, hidden)
+    rng = np.random.default_rng(seed)
+    states = rng.random((batch, 2))
+    actions = rng.integers(4, size=batch)
+    next_states = transition(states, actions, rng)
+    data = (torch.as_tensor(states, dtype=torch.float32), torch.as_tensor(actions, dtype=torch.long),
+            torch.as_tensor(next_states, dtype=torch.float32))
+    make = (lambda params: torch.optim.SGD(params, lr=0.05)) if optimizer == "sgd" else (
+        lambda params: torch.optim.Adam(params, lr=1e-2))
+    return model, make, data
+
+
+def _run_model_steps(step, model, make_optimizer, data, n_steps):
+    optimizer = make_optimizer(model.parameters())
+    losses = [step(model, optimizer, *data) for _ in range(n_steps)]
+    return losses, torch.cat([p.detach().flatten() for p in model.parameters()]).numpy()
+
+
+def _bug_step_no_zero_grad(model, optimizer, states, actions, next_states):
+    inputs = torch.cat([states, one_hot(actions, model.n_actions)], dim=1)
+    loss = torch.nn.functional.mse_loss(model(inputs), next_states - states)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def _bug_step_absolute_target(model, optimizer, states, actions, next_states):
+    inputs = torch.cat([states, one_hot(actions, model.n_actions)], dim=1)
+    loss = torch.nn.functional.mse_loss(model(inputs), next_states)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def _bug_step_summed(model, optimizer, states, actions, next_states):
+    inputs = torch.cat([states, one_hot(actions, model.n_actions)], dim=1)
+    loss = ((model(inputs) - (next_states - states)) ** 2).sum()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def _model_step_case(name, seed, batch, hidden, optimizer, n_steps) -> Case:
+    def run(fn):
+        model, make, data = _model_step_setup(seed, batch, hidden, optimizer)
+        reference_model = copy.deepcopy(model)
+        before = torch.cat([p.detach().flatten() for p in model.parameters()]).numpy().copy()
+        data_before = [d.clone() for d in data]
+        losses, params = _run_model_steps(fn, model, make, data, n_steps)
+        if any(not torch.equal(a, b) for a, b in zip(data, data_before)):
+            return "the batch tensors were changed: compute the loss without modifying them"
+        try:
+            losses = [float(loss) for loss in losses]
+        except (TypeError, ValueError, RuntimeError):
+            return f"return the loss as a Python float (loss.item()); got {losses[0]!r}"
+        expected_losses, expected_params = _run_model_steps(model_gradient_step, reference_model, make, data, n_steps)
+        if np.allclose(params, before):
+            return "the parameters did not change: call optimizer.step() after loss.backward()"
+        buggy = {}
+        for bug, hint in ((_bug_step_absolute_target, "the target is the displacement next_states - states, not "
+                           "next_states (the network predicts the change of state)"),
+                          (_bug_step_summed, "average the squared errors (mse_loss, or .mean()), do not sum them"),
+                          (_bug_step_no_zero_grad, "the gradients of earlier steps were added in: call "
+                           "optimizer.zero_grad() before loss.backward()")):
+            bug_model, bug_make, bug_data = _model_step_setup(seed, batch, hidden, optimizer)
+            buggy[hint] = _run_model_steps(bug, bug_model, bug_make, bug_data, n_steps)
+        problem = compare_arrays(losses, expected_losses, atol=1e-5, what="the losses returned",
+                                 diagnoses=[(b[0], hint) for hint, b in buggy.items()])
+        if problem:
+            return problem
+        return compare_arrays(params, expected_params, atol=1e-5, what="the parameters after the steps",
+                              diagnoses=[(b[1], hint) for hint, b in buggy.items()])
+
+    return Case(name, run)
+
+
+def check_model_gradient_step(fn, hidden: bool = False) -> Score:
+    """Check ``model_gradient_step(model, optimizer, states, actions, next_states) -> float``."""
+    if hidden:
+        rng = hidden_rng()
+        cases = [_model_step_case(f"random network and batch #{i + 1}", int(rng.integers(2**31)),
+                                  int(rng.integers(8, 64)), int(rng.choice([8, 16, 32])),
+                                  ("sgd", "adam")[i % 2], int(rng.integers(2, 5))) for i in range(3)]
+        return _scored("model_gradient_step", fn, cases)
+    cases = [
+        _model_step_case("one SGD step on 32 transitions", 0, 32, 16, "sgd", 1),
+        _model_step_case("three SGD steps on the same batch", 1, 32, 16, "sgd", 3),
+        _model_step_case("two Adam steps on 50 transitions", 2, 50, 32, "adam", 2),
+    ]
+    return _scored("model_gradient_step", fn, cases)
