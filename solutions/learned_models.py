@@ -9,7 +9,9 @@ to states and actions never tried. Two models of the next state s' given (s, a):
   steps on the squared error (:func:`model_gradient_step`).
 
 Chapter 2 fits both to transitions of :class:`~solutions.envs.continuous.ContinuousTwoRooms`, whose wall the
-linear model cannot represent.
+linear model cannot represent, and :func:`run_two_rooms` compares Q-learning alone, Q-learning with updates
+replayed from a buffer of real transitions, and Q-learning with updates on transitions simulated by a model
+(partial planning, as in Dyna).
 """
 
 from __future__ import annotations
@@ -18,12 +20,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from .envs.continuous import in_goal, make_two_rooms, transition
+from .q_learning import epsilon_greedy, q_learning_update
+
 __all__ = [
     "DynamicsModel",
     "LinearGaussianModel",
+    "StateAggregation",
     "fit_dynamics_model",
     "model_gradient_step",
     "one_hot",
+    "run_two_rooms",
 ]
 
 
@@ -146,3 +153,96 @@ def fit_dynamics_model(model: DynamicsModel, optimizer: torch.optim.Optimizer, s
         batch = torch.as_tensor(rng.integers(len(states_t), size=batch_size))
         losses.append(model_gradient_step(model, optimizer, states_t[batch], actions_t[batch], next_t[batch]))
     return losses
+
+
+class StateAggregation:
+    """Map positions in the unit square to the cells of an ``n_bins`` x ``n_bins`` grid (S&B Section 9.3).
+
+    A table of action values over the cells, ``Q[cell, a]``, is the simplest function approximator.
+    """
+
+    def __init__(self, n_bins: int = 10):
+        self.n_bins = n_bins
+        self.n_states = n_bins * n_bins
+
+    def __call__(self, positions) -> np.ndarray | int:
+        """Cell index of one position ``(2,)`` (an int) or of many ``(N, 2)`` (an int array)."""
+        cells = np.minimum((np.asarray(positions) * self.n_bins).astype(int), self.n_bins - 1)
+        index = cells[..., 0] * self.n_bins + cells[..., 1]
+        return int(index) if np.ndim(index) == 0 else index
+
+
+def run_two_rooms(method: str, seed: int = 0, n_episodes: int = 30, n_extra: int = 20, alpha: float = 0.5,
+                  epsilon: float = 0.1, gamma: float = 0.95, refit_every: int = 200) -> np.ndarray:
+    """Steps per episode of one learning run on the two-rooms world, with or without extra updates.
+
+    Q is a table over a 10x10 :class:`StateAggregation`. Each real step makes one Q-learning update; then:
+
+    * ``"q_learning"`` -- nothing more;
+    * ``"replay"`` -- ``n_extra`` Q-learning updates on real transitions drawn uniformly from all seen so far;
+    * ``"true model"``, ``"linear model"`` -- ``n_extra`` Q-learning updates on simulated transitions (partial
+      planning): a state drawn uniformly from those visited, an action drawn uniformly, the next state from
+      the model, reward -1, terminal if it lies in the goal. The true model is the world's own
+      :func:`~solutions.envs.continuous.transition`; the linear-Gaussian model (its mean) is refitted to all
+      real transitions every ``refit_every`` real steps.
+
+    Args:
+        method: one of the four names above.
+        seed: seeds the environment and the agent.
+        n_episodes: number of episodes (each cut at 200 steps).
+        n_extra: extra updates per real step.
+        alpha, epsilon, gamma: step size, exploration probability, discount factor.
+        refit_every: real steps between refits of the linear model.
+
+    Returns:
+        Int array ``(n_episodes,)``.
+
+    Raises:
+        ValueError: for an unknown method.
+    """
+    methods = ("q_learning", "replay", "true model", "linear model")
+    if method not in methods:
+        raise ValueError(f"method must be one of {methods}; got {method!r}")
+    env = make_two_rooms()
+    env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    aggregate = StateAggregation(10)
+    Q = np.zeros((aggregate.n_states, 4))
+    capacity = n_episodes * 200
+    states, next_states = np.zeros((capacity, 2)), np.zeros((capacity, 2))
+    actions, ends = np.zeros(capacity, dtype=int), np.zeros(capacity, dtype=bool)
+    model = LinearGaussianModel(2, 4) if method == "linear model" else None
+    n = 0  # real transitions so far
+    steps = np.zeros(n_episodes, dtype=int)
+    for episode in range(n_episodes):
+        s, _ = env.reset()
+        while True:
+            a = epsilon_greedy(Q[aggregate(s)], epsilon, rng)
+            s_next, r, terminated, truncated, _ = env.step(a)
+            q_learning_update(Q, aggregate(s), a, r, aggregate(s_next), terminated, alpha, gamma)
+            states[n], actions[n], next_states[n], ends[n] = s, a, s_next, terminated
+            n += 1
+            if method == "replay":
+                picked = rng.integers(n, size=n_extra)
+                sim_states, sim_actions, sim_next, sim_ends = (states[picked], actions[picked], next_states[picked],
+                                                               ends[picked])
+            elif method != "q_learning":
+                if model is not None and n % refit_every == 0:
+                    model.fit(states[:n], actions[:n], next_states[:n])
+                sim_states = states[rng.integers(n, size=n_extra)]
+                sim_actions = rng.integers(4, size=n_extra)
+                if model is None:
+                    sim_next = transition(sim_states, sim_actions, rng)
+                else:
+                    sim_next = np.clip(model.predict(sim_states, sim_actions), 0.0, 1.0)
+                sim_ends = in_goal(sim_next)
+            if method != "q_learning":
+                cells, next_cells = aggregate(sim_states), aggregate(sim_next)
+                for k in range(n_extra):
+                    q_learning_update(Q, cells[k], int(sim_actions[k]), -1.0, next_cells[k], bool(sim_ends[k]),
+                                      alpha, gamma)
+            steps[episode] += 1
+            s = s_next
+            if terminated or truncated:
+                break
+    return steps

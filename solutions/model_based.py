@@ -388,7 +388,10 @@ def dyna_q_runs(mdp: TabularMDP, n_planning: int, n_runs: int = 30, n_episodes: 
     rng = np.random.default_rng(seed)
     S, A = mdp.n_states, mdp.n_actions
     next_state = mdp.P.argmax(axis=2)  # (S, A)
+    pair_next, pair_reward = next_state.ravel(), mdp.R.ravel()  # by pair s * A + a
+    pair_ends = mdp.terminal[pair_next]
     Q = np.zeros((n_runs, S, A))
+    Q_pairs = Q.reshape(n_runs, S * A)  # the same numbers, indexed by pair
     known = np.zeros((n_runs, S * A), dtype=bool)
     pairs = np.zeros((n_runs, S * A), dtype=np.int64)  # observed pairs s * A + a, in order of first visit
     n_pairs = np.zeros(n_runs, dtype=np.int64)
@@ -415,12 +418,12 @@ def dyna_q_runs(mdp: TabularMDP, n_planning: int, n_runs: int = 30, n_episodes: 
         pairs[runs[new], n_pairs[runs[new]]] = pair[new]
         n_pairs[runs[new]] += 1
         known[runs, pair] = True
-        for _ in range(n_planning):
-            drawn = pairs[runs, (rng.random(k) * n_pairs[runs]).astype(np.int64)]
-            ps, pa = np.divmod(drawn, A)
-            pn = next_state[ps, pa]
-            p_target = mdp.R[ps, pa] + np.where(mdp.terminal[pn], 0.0, gamma * Q[runs, pn].max(axis=1))
-            Q[runs, ps, pa] += alpha * (p_target - Q[runs, ps, pa])
+        # planning: each update draws an observed pair of its run uniformly (all draws made up front)
+        drawn_pairs = pairs[runs[None, :], (rng.random((n_planning, k)) * n_pairs[runs]).astype(np.int64)]
+        for drawn in drawn_pairs:
+            p_next = pair_next[drawn]
+            p_target = pair_reward[drawn] + np.where(pair_ends[drawn], 0.0, gamma * Q[runs, p_next].max(axis=1))
+            Q_pairs[runs, drawn] += alpha * (p_target - Q_pairs[runs, drawn])
         steps[runs, episode[runs]] += 1
         s[runs] = s_next
         ended = done | (steps[runs, episode[runs]] >= max_steps)

@@ -6,8 +6,8 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 from solutions.envs.continuous import ContinuousTwoRooms, make_two_rooms, transition
-from solutions.learned_models import (DynamicsModel, LinearGaussianModel, fit_dynamics_model, model_gradient_step,
-                                      one_hot)
+from solutions.learned_models import (DynamicsModel, LinearGaussianModel, StateAggregation, fit_dynamics_model,
+                                      model_gradient_step, one_hot, run_two_rooms)
 
 
 def test_environment_follows_the_gymnasium_api():
@@ -82,3 +82,30 @@ def test_the_network_learns_the_wall_and_the_linear_model_cannot():
     assert (network.predict(below, right) - below)[0, 0] < 0.03
     assert (network.predict(above, right) - above)[0, 0] > 0.07
     assert (linear.predict(below, right) - below)[0, 0] > 0.07
+
+
+@pytest.fixture(scope="module")
+def two_rooms_runs():
+    methods = ("q_learning", "replay", "true model", "linear model")
+    return {m: np.array([run_two_rooms(m, seed) for seed in range(3)]) for m in methods}
+
+
+@pytest.mark.slow
+def test_replay_and_a_true_model_learn_the_route_and_q_learning_alone_does_not(two_rooms_runs):
+    late = {m: steps[:, 20:].mean() for m, steps in two_rooms_runs.items()}
+    assert late["replay"] < 30 and late["true model"] < 30  # the shortest route takes about 21 steps
+    assert late["q_learning"] > 60
+
+
+@pytest.mark.slow
+def test_the_linear_models_shortcut_through_the_wall_misleads_planning(two_rooms_runs):
+    late = {m: steps[:, 20:].mean() for m, steps in two_rooms_runs.items()}
+    assert late["linear model"] > 2 * late["true model"]
+
+
+def test_state_aggregation_and_methods():
+    aggregate = StateAggregation(10)
+    assert aggregate(np.array([0.05, 0.95])) == 9 and aggregate(np.array([1.0, 1.0])) == 99
+    assert aggregate(np.array([[0.0, 0.0], [0.15, 0.0]])).tolist() == [0, 10]
+    with pytest.raises(ValueError, match="method"):
+        run_two_rooms("dreaming")
