@@ -34,8 +34,10 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from .settings import BOOK_DIR, GRADING_KERNEL_ENV
 
-__all__ = ["Assignment", "CourseDirectory", "NbgraderError", "find_assignments", "load_config", "prepare_gradebook",
-           "release"]
+__all__ = [
+    "Assignment", "CourseDirectory", "NbgraderError", "find_assignments", "load_config", "prepare_gradebook",
+    "release",
+]
 
 CONFIG_FILE = Path(__file__).resolve().parent / "nbgrader_config.py"
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")

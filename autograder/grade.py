@@ -231,8 +231,8 @@ def grade(submissions: Path, out: Path, *, timeout: int = DEFAULT_CELL_TIMEOUT, 
                     continue
                 assignment = assignments[assignment_id]
                 dest = course.root / "submitted" / student_id / assignment_id
-                problems, restored = _copy_submission(assignment_dir, dest, course.root / "release" / assignment_id,
-                                                      assignment.notebooks)
+                released = course.root / "release" / assignment_id
+                problems, restored = _copy_submission(assignment_dir, dest, released, assignment.notebooks)
                 wall = walls[assignment_id]
                 log(f"grading {student_id}/{assignment_id} ...")
                 run = course.autograde(assignment_id, student_id, cell_timeout=timeout, wall_timeout=wall,

@@ -222,24 +222,25 @@ def run_two_rooms(method: str, seed: int = 0, n_episodes: int = 30, n_extra: int
             q_learning_update(Q, aggregate(s), a, r, aggregate(s_next), terminated, alpha, gamma)
             states[n], actions[n], next_states[n], ends[n] = s, a, s_next, terminated
             n += 1
+            # the extra transitions: replayed real ones, or simulated ones
             if method == "replay":
                 picked = rng.integers(n, size=n_extra)
-                sim_states, sim_actions, sim_next, sim_ends = (states[picked], actions[picked], next_states[picked],
-                                                               ends[picked])
+                extra_states, extra_actions = states[picked], actions[picked]
+                extra_next, extra_ends = next_states[picked], ends[picked]
             elif method != "q_learning":
                 if model is not None and n % refit_every == 0:
                     model.fit(states[:n], actions[:n], next_states[:n])
-                sim_states = states[rng.integers(n, size=n_extra)]
-                sim_actions = rng.integers(4, size=n_extra)
+                extra_states = states[rng.integers(n, size=n_extra)]
+                extra_actions = rng.integers(4, size=n_extra)
                 if model is None:
-                    sim_next = transition(sim_states, sim_actions, rng)
+                    extra_next = transition(extra_states, extra_actions, rng)
                 else:
-                    sim_next = np.clip(model.predict(sim_states, sim_actions), 0.0, 1.0)
-                sim_ends = in_goal(sim_next)
+                    extra_next = np.clip(model.predict(extra_states, extra_actions), 0.0, 1.0)
+                extra_ends = in_goal(extra_next)
             if method != "q_learning":
-                cells, next_cells = aggregate(sim_states), aggregate(sim_next)
+                cells, next_cells = aggregate(extra_states), aggregate(extra_next)
                 for k in range(n_extra):
-                    q_learning_update(Q, cells[k], int(sim_actions[k]), -1.0, next_cells[k], bool(sim_ends[k]),
+                    q_learning_update(Q, cells[k], int(extra_actions[k]), -1.0, next_cells[k], bool(extra_ends[k]),
                                       alpha, gamma)
             steps[episode] += 1
             s = s_next

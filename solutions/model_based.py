@@ -112,7 +112,8 @@ def update_model(n: np.ndarray, R_hat: np.ndarray, s: int, a: int, r: float, s_n
 
 
 def counts_from_transitions(transitions, n_states: int, n_actions: int) -> tuple[np.ndarray, np.ndarray]:
-    """Counts ``n`` (int, ``(S, A, S)``) and mean rewards ``R_hat`` (float, ``(S, A)``) of a list of transitions."""
+    """Counts ``n`` (int, ``(S, A, S)``) and mean rewards ``R_hat`` (float, ``(S, A)``) of transitions
+    ``(s, a, r, s_next)``."""
     n = np.zeros((n_states, n_actions, n_states), dtype=np.int64)
     R_hat = np.zeros((n_states, n_actions))
     for s, a, r, s_next in transitions:

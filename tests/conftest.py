@@ -42,7 +42,8 @@ def released_nb(released):
 
 @pytest.fixture(scope="session")
 def released_nbs(released):
-    return {chapter: nbformat.read(released[chapter] / path.name, as_version=4) for chapter, path in CHAPTERS.items()}
+    return {chapter: nbformat.read(released[chapter] / path.name, as_version=4)
+            for chapter, path in CHAPTERS.items()}
 
 
 def copy_tree(src: Path, dest: Path) -> Path:

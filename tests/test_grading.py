@@ -63,8 +63,8 @@ def submissions(tmp_path_factory, source_nb, released_nb, source_nbs, released_n
     (root / "gina" / "01_mdp" / "solutions.py").write_text("raise SystemExit('a student file shadowed solutions')\n")
     (root / "hal" / "99_unknown").mkdir(parents=True)
     ivan = fill_in(released_nb, answers)  # deletes value iteration: its solution cell and its test cell
-    ivan.cells = [c for c in ivan.cells
-                  if c.metadata.get("nbgrader", {}).get("grade_id") not in ("value_iteration", "test_value_iteration")]
+    deleted = ("value_iteration", "test_value_iteration")
+    ivan.cells = [c for c in ivan.cells if c.metadata.get("nbgrader", {}).get("grade_id") not in deleted]
     write(ivan, root / "ivan" / "01_mdp" / "mdp.ipynb")
     return root
 

@@ -46,8 +46,8 @@ def test_linear_model_recovers_linear_moves():
     actions = rng.integers(4, size=500)
     model = LinearGaussianModel(2, 4).fit(states, actions, transition(states, actions, rng, noise=0.01))
     probe = np.array([[0.2, 0.3]] * 4)
-    assert np.allclose(model.predict(probe, np.arange(4)) - probe, 0.1 * np.array([[0, 1], [1, 0], [0, -1], [-1, 0]]),
-                       atol=0.01)
+    moves = 0.1 * np.array([[0, 1], [1, 0], [0, -1], [-1, 0]])  # up, right, down, left
+    assert np.allclose(model.predict(probe, np.arange(4)) - probe, moves, atol=0.01)
     assert np.allclose(np.sqrt(np.diagonal(model.cov, axis1=1, axis2=2)), 0.01, atol=0.003)
     assert model.sample(probe, np.arange(4), rng).shape == (4, 2)
 

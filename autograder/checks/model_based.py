@@ -206,7 +206,8 @@ def check_ml_transition_model(fn, hidden: bool = False) -> Score:
         cases = []
         for i in range(3):
             S, A = int(rng.integers(2, 8)), int(rng.integers(1, 5))
-            cases.append(_model_case(f"random counts #{i + 1} ({S} states, {A} actions)", _random_counts(rng, S, A)))
+            cases.append(_model_case(f"random counts #{i + 1} ({S} states, {A} actions)",
+                                     _random_counts(rng, S, A)))
         return _scored("ml_transition_model", fn, cases)
     world, transitions = _lecture()
     n, _ = ref.counts_from_transitions(transitions, world.n_states, world.n_actions)
@@ -281,7 +282,8 @@ def check_certainty_equivalent_q(fn, hidden: bool = False) -> Score:
     cases = [
         _ce_case("the lecture's data, gamma = 0.9", n, R_hat, 0.9, world.terminal),
         _ce_case("the lecture's data, gamma = 0.99", n, R_hat, 0.99, world.terminal),
-        _ce_case("random data with a terminal state that has data", *_random_ce_instance(np.random.default_rng(11))),
+        _ce_case("random data with a terminal state that has data",
+                 *_random_ce_instance(np.random.default_rng(11))),
     ]
     return _scored("certainty_equivalent_q", fn, cases)
 
@@ -500,7 +502,8 @@ def _model_step_case(name, seed, batch, hidden, optimizer, n_steps) -> Case:
             losses = [float(loss) for loss in losses]
         except (TypeError, ValueError, RuntimeError):
             return f"return the loss as a Python float (loss.item()); got {losses[0]!r}"
-        expected_losses, expected_params = _run_model_steps(model_gradient_step, reference_model, make, data, n_steps)
+        expected_losses, expected_params = _run_model_steps(model_gradient_step, reference_model, make, data,
+                                                            n_steps)
         if np.allclose(params, before):
             return "the parameters did not change: call optimizer.step() after loss.backward()"
         buggy = {}
