@@ -175,7 +175,6 @@ class CourseDirectory:
         prepare_gradebook(self.db_url)
         for assignment in assignments:
             _copy_source(assignment, self.root / "source" / assignment.id)
-        self.assignments = {a.id: a for a in assignments}
 
     def generate_assignment(self, assignment_id: str) -> Path:
         """nbgrader ``generate_assignment`` (also records the assignment in the gradebook).

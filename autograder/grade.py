@@ -49,17 +49,17 @@ class NotebookResult:
     reason: str = ""
 
 
-def _read_notebook_error(path: Path) -> str | None:
-    """None if ``path`` is a readable, valid notebook, else why not."""
+def _read_notebook(path: Path):
+    """``(notebook, None)`` if ``path`` is a readable, valid notebook, else ``(None, why not)``."""
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as exc:  # noqa: BLE001 -- any parse failure means "not a notebook"
-        return f"not a valid notebook ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        return None, f"not a valid notebook ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
     try:
         nbformat.validate(nb)
     except nbformat.ValidationError as exc:
-        return f"not a valid notebook (schema: {exc.message[:200]})"
-    return None
+        return None, f"not a valid notebook (schema: {exc.message[:200]})"
+    return nb, None
 
 
 def _failure_reason(log: str) -> str:
@@ -158,11 +158,10 @@ def _copy_submission(src: Path, dest: Path, released: Path, notebooks: tuple[str
         if path.suffix == ".ipynb" and len(relative.parts) == 1:
             if path.stem not in notebooks:
                 continue
-            error = _read_notebook_error(path)
+            nb, error = _read_notebook(path)
             if error:
                 problems[path.stem] = error
                 continue
-            nb = nbformat.read(path, as_version=4)
             put_back = _restore_test_cells(nb, nbformat.read(released / path.name, as_version=4))
             if put_back:
                 restored[path.stem] = put_back
