@@ -24,7 +24,10 @@ RUNS = 3
 
 def main() -> None:
     chapter = sys.argv[1] if len(sys.argv) > 1 else "01_mdp"
-    assignment = find_assignments()[chapter]
+    assignments = find_assignments()
+    if chapter not in assignments:
+        sys.exit(f"unknown chapter {chapter!r}; the chapters are {', '.join(sorted(assignments))}")
+    assignment = assignments[chapter]
     for name in assignment.notebooks:
         path = assignment.path / f"{name}.ipynb"
         nb = nbformat.read(path, as_version=4)
@@ -47,6 +50,7 @@ def main() -> None:
             times.append(time.perf_counter() - start)
         print(f"grade one {chapter} submission (CLI, end to end), {RUNS} runs: "
               f"median {statistics.median(times):.1f} s, " + ", ".join(f"{t:.1f}" for t in times))
+
 
 if __name__ == "__main__":
     main()

@@ -26,6 +26,7 @@ __all__ = [
     "AIMA_LECTURE_POLICY",
     "certainty_equivalence_agent",
     "certainty_equivalent_q",
+    "changing_maze_runs",
     "counts_from_transitions",
     "dyna_q",
     "dyna_q_episode",
@@ -431,6 +432,115 @@ def dyna_q_runs(mdp: TabularMDP, n_planning: int, n_runs: int = 30, n_episodes: 
         finished = runs[ended]
         episode[finished] += 1
         s[finished] = rng.choice(S, size=finished.size, p=mdp.initial)
+
+
+def changing_maze_runs(before: TabularMDP, after: TabularMDP, switch_step: int, n_steps: int, n_planning: int,
+                       kappa: float | None = None, n_runs: int = 20, alpha: float = 1.0, epsilon: float = 0.1,
+                       gamma: float | None = None, seed: int = 0) -> np.ndarray:
+    """Cumulative reward of Dyna-Q or Dyna-Q+ on a maze that changes after ``switch_step`` steps (S&B 8.3).
+
+    The agent acts in ``before`` for the first ``switch_step`` time steps and in ``after`` from then on; it is
+    not told of the change. Each episode starts from the start square and ends at the goal (reward +1), after
+    which the next one starts at once; time runs on across episodes. Every real step makes one Q-learning update
+    and sets the deterministic model of the pair to what was just seen (so the model follows the change once
+    the agent meets it), then ``n_planning`` planning updates follow, as in :func:`dyna_q_runs`.
+
+    * ``kappa=None``: Dyna-Q. Planning draws a pair uniformly from those tried so far.
+    * ``kappa > 0``: Dyna-Q+. Planning draws a state uniformly from those visited so far and an action uniformly
+      from all of them; an action never tried there is modelled as leading back to the same state with reward
+      0 (S&B's footnote to Section 8.3). The simulated reward is ``r + kappa * sqrt(tau)``, where ``tau`` is the
+      number of time steps since the pair was last tried for real (since the start if never): the longer a
+      pair goes untested, the more planning pulls the agent towards trying it again.
+
+    The runs are held together in arrays of shape ``(n_runs, ...)``, as in :func:`dyna_q_runs`.
+
+    Args:
+        before, after: TabularMDPs over the same states and actions, deterministic outside terminal states,
+            with one start state (e.g. from :func:`solutions.envs.shortcut_maze`).
+        switch_step: the time step at which ``after`` replaces ``before`` (0 <= switch_step <= n_steps).
+        n_steps: time steps per run.
+        n_planning: planning updates per real step (>= 0).
+        kappa: the exploration-bonus weight of Dyna-Q+ (> 0), or None for Dyna-Q.
+        n_runs: number of independent runs.
+        alpha, epsilon: step size and exploration probability of the epsilon-greedy behaviour (ties broken at
+            random; the bonus is not used when acting).
+        gamma: discount factor (default ``before.gamma``).
+        seed: seed of the random generator.
+
+    Returns:
+        Int array ``(n_runs, n_steps)``: the cumulative reward (the number of episodes completed) after each
+        time step.
+
+    Raises:
+        ValueError: if the MDPs differ in size, are not deterministic, ``kappa`` is not positive, or
+            ``switch_step`` or ``n_planning`` is out of range.
+    """
+    if before.P.shape != after.P.shape:
+        raise ValueError(f"before and after must have the same states and actions; got {before.P.shape} "
+                         f"and {after.P.shape}")
+    for mdp in (before, after):
+        if not np.all(np.isclose(mdp.P[~mdp.terminal].max(axis=2), 1.0)):
+            raise ValueError("changing_maze_runs needs deterministic transitions (Dyna-Q's model assumes them)")
+    if kappa is not None and not kappa > 0:
+        raise ValueError(f"kappa must be positive (or None for Dyna-Q); got {kappa}")
+    if not 0 <= switch_step <= n_steps:
+        raise ValueError(f"switch_step must lie in [0, n_steps={n_steps}]; got {switch_step}")
+    if n_planning < 0:
+        raise ValueError(f"n_planning must be >= 0; got {n_planning}")
+    gamma = before.gamma if gamma is None else gamma
+    plus = kappa is not None
+    rng = np.random.default_rng(seed)
+    S, A = before.n_states, before.n_actions
+    start = int(np.argmax(before.initial))
+    worlds = [(mdp.P.argmax(axis=2).ravel(), mdp.R.ravel(), mdp.terminal) for mdp in (before, after)]
+    # Arrays over (run, pair) are flat: entry run * S * A + s * A + a.
+    offset = np.arange(n_runs) * (S * A)
+    Q = np.zeros(n_runs * S * A)
+    # the learned deterministic model; an untried pair leads back to its state with reward 0
+    model_next = np.tile(np.repeat(np.arange(S), A), n_runs)
+    model_reward = np.zeros(n_runs * S * A)
+    model_ends = np.zeros(n_runs * S * A, dtype=bool)
+    last_tried = np.zeros(n_runs * S * A)  # time step of the last real try (0 if never)
+    n_keys = S if plus else S * A  # planning draws visited states (Dyna-Q+) or tried pairs (Dyna-Q)
+    seen = np.zeros((n_runs, n_keys), dtype=bool)
+    seen_list = np.zeros((n_runs, n_keys), dtype=np.int64)
+    n_seen = np.zeros(n_runs, dtype=np.int64)
+    runs = np.arange(n_runs)
+    rewards = np.zeros((n_runs, n_steps), dtype=np.int64)
+    total = np.zeros(n_runs, dtype=np.int64)
+    s = np.full(n_runs, start)
+
+    def max_q(states):  # max_a Q(state, a) of each run, states of shape (n_runs,)
+        return Q[(offset + states * A)[:, None] + np.arange(A)].max(axis=1)
+
+    for t in range(n_steps):
+        next_state, reward, terminal = worlds[0 if t < switch_step else 1]
+        q = Q[(offset + s * A)[:, None] + np.arange(A)]
+        keys = np.where(q == q.max(axis=1, keepdims=True), rng.random((n_runs, A)), -1.0)
+        a = np.where(rng.random(n_runs) < epsilon, rng.integers(A, size=n_runs), keys.argmax(axis=1))
+        s_next, r = next_state[s * A + a], reward[s * A + a]
+        done = terminal[s_next]
+        i = offset + s * A + a
+        Q[i] += alpha * (r + np.where(done, 0.0, gamma * max_q(s_next)) - Q[i])
+        model_next[i], model_reward[i], model_ends[i], last_tried[i] = s_next, r, done, t + 1
+        key = s if plus else s * A + a
+        new = ~seen[runs, key]
+        seen_list[new, n_seen[new]] = key[new]
+        n_seen[new] += 1
+        seen[runs, key] = True
+        drawn = seen_list[runs, (rng.random((n_planning, n_runs)) * n_seen).astype(np.int64)]
+        if plus:
+            drawn = drawn * A + rng.integers(A, size=(n_planning, n_runs))
+        for pair in drawn:
+            j = offset + pair
+            p_reward = model_reward[j]
+            if plus:
+                p_reward = p_reward + kappa * np.sqrt(t + 1 - last_tried[j])
+            Q[j] += alpha * (p_reward + np.where(model_ends[j], 0.0, gamma * max_q(model_next[j])) - Q[j])
+        total += r.astype(np.int64)
+        rewards[:, t] = total
+        s = np.where(done, start, s_next)
+    return rewards
 
 
 def first_episode_at_most(steps, threshold: float = 20.0) -> int | None:

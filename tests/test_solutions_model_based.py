@@ -5,7 +5,7 @@ import pytest
 
 from solutions import mdp
 from solutions import model_based as mb
-from solutions.envs import TabularMDPEnv, aima_4x3, dyna_maze, random_mdp
+from solutions.envs import TabularMDPEnv, aima_4x3, blocking_maze, dyna_maze, random_mdp, shortcut_maze
 from solutions.q_learning import epsilon_greedy, greedy_action, q_learning_update
 
 
@@ -89,12 +89,9 @@ def test_model_based_agent_learns_faster_than_q_learning():
     assert np.mean(model_based) > np.mean(model_free) + 0.3
 
 
-def test_dyna_maze_layout():
-    maze = dyna_maze()
-    assert (maze.n_states, maze.n_actions, maze.gamma) == (47, 4, 0.95)
+def shortest_path_length(maze) -> int:
+    """Steps from the start to the goal, by breadth-first search over the deterministic moves."""
     start, goal = int(np.argmax(maze.initial)), int(np.flatnonzero(maze.terminal)[0])
-    assert maze.state_names[start] == "(2,0)" and maze.state_names[goal] == "(0,8)"
-    # breadth-first search over the deterministic moves: the shortest path takes 14 steps (S&B Example 8.1)
     distance, frontier = {start: 0}, [start]
     while frontier:
         reached = []
@@ -104,7 +101,15 @@ def test_dyna_maze_layout():
                     distance[t] = distance[s] + 1
                     reached.append(t)
         frontier = reached
-    assert distance[goal] == 14
+    return distance[goal]
+
+
+def test_dyna_maze_layout():
+    maze = dyna_maze()
+    assert (maze.n_states, maze.n_actions, maze.gamma) == (47, 4, 0.95)
+    start, goal = int(np.argmax(maze.initial)), int(np.flatnonzero(maze.terminal)[0])
+    assert maze.state_names[start] == "(2,0)" and maze.state_names[goal] == "(0,8)"
+    assert shortest_path_length(maze) == 14  # S&B Example 8.1
     assert np.count_nonzero(maze.R) == 1  # the one move into the goal, up from (1,8): (0,7) is a wall
     with pytest.raises(ValueError, match="blocked"):
         dyna_maze(start=(1, 2))
@@ -137,6 +142,64 @@ def test_one_run_at_a_time_matches_figure_8_2_too():
     steps = np.array([mb.dyna_q(maze, 5, 50, rng)[0] for _ in range(30)])
     assert 4 <= mb.first_episode_at_most(steps, 20) <= 9
     assert 14 <= steps[:, 40:].mean() <= 20
+
+
+@pytest.mark.parametrize("make, before_length, after_length", [(blocking_maze, 10, 16), (shortcut_maze, 16, 10)])
+def test_changing_mazes(make, before_length, after_length):
+    before, after = make()
+    assert before.n_states == after.n_states == 47 and before.state_names == after.state_names
+    assert before.state_names[int(np.argmax(before.initial))] == "(5,3)"
+    assert before.state_names[int(np.flatnonzero(before.terminal)[0])] == "(0,8)"
+    assert (shortest_path_length(before), shortest_path_length(after)) == (before_length, after_length)
+
+
+def test_an_agent_in_a_gap_that_closes_can_step_off():
+    _, after = blocking_maze()
+    gap = after.state_names.index("(3,8)")  # open before the change, blocked after it
+    below = after.state_names.index("(4,8)")
+    assert np.argmax(after.P[gap, 2]) == below  # "down" leaves the blocked square
+    assert after.P[:, :, gap][np.arange(after.n_states) != gap].sum() == 0  # nothing enters it
+
+
+def test_dyna_maze_squares_must_cover_the_open_squares():
+    with pytest.raises(ValueError, match="every open square"):
+        dyna_maze(squares=((2, 0), (0, 8)))
+
+
+@pytest.fixture(scope="module")
+def shortcut_runs():
+    before, after = shortcut_maze()
+    return {kappa: mb.changing_maze_runs(before, after, 3000, 6000, 10, kappa, n_runs=10, seed=0)
+            for kappa in (None, 1e-3)}
+
+
+@pytest.mark.slow
+def test_dyna_q_plus_finds_the_shortcut_and_dyna_q_does_not(shortcut_runs):
+    # In the last 1000 steps an episode through the old (left) gap takes at least 16 steps, so more than
+    # 1000 / 16 = 62.5 episodes prove that a run uses the 10-step shortcut.
+    late = {kappa: runs[:, -1] - runs[:, -1001] for kappa, runs in shortcut_runs.items()}
+    assert late[None].max() <= 62 and late[1e-3].min() >= 70
+    before_switch = {kappa: runs[:, 2999].mean() for kappa, runs in shortcut_runs.items()}
+    assert 0.8 < before_switch[1e-3] / before_switch[None] < 1.25  # alike while the world stands still
+
+
+@pytest.mark.slow
+def test_dyna_q_plus_gets_round_the_blocking_wall():
+    before, after = blocking_maze()
+    runs = mb.changing_maze_runs(before, after, 1000, 3000, 10, 1e-3, n_runs=10, seed=0)
+    assert np.all(runs[:, -1] - runs[:, -1001] >= 20)  # every run reaches the goal by the new (left) gap
+
+
+def test_changing_maze_runs_checks_its_arguments():
+    before, after = shortcut_maze()
+    with pytest.raises(ValueError, match="kappa"):
+        mb.changing_maze_runs(before, after, 10, 20, 5, kappa=0.0)
+    with pytest.raises(ValueError, match="same states"):
+        mb.changing_maze_runs(before, dyna_maze(walls=()), 10, 20, 5)
+    with pytest.raises(ValueError, match="switch_step"):
+        mb.changing_maze_runs(before, after, 30, 20, 5)
+    with pytest.raises(ValueError, match="deterministic"):
+        mb.changing_maze_runs(aima_4x3(), aima_4x3(), 10, 20, 5)
 
 
 def test_dyna_q_runs_rejects_stochastic_worlds():

@@ -1,9 +1,11 @@
 """Environments with the Gymnasium API; tabular MDPs also expose their model as arrays ``P``, ``R``."""
 
-from .gridworlds import DYNA_MAZE_WALLS, MOVE_NAMES, MOVES, aima_4x3, dyna_maze, penguin_on_ice, sutton_barto_4x4
+from .gridworlds import (DYNA_MAZE_WALLS, MOVE_NAMES, MOVES, aima_4x3, blocking_maze, dyna_maze, penguin_on_ice,
+                         shortcut_maze, sutton_barto_4x4)
 from .tabular import GridLayout, TabularMDP, TabularMDPEnv, from_toy_text, random_mdp
 
 __all__ = [
     "DYNA_MAZE_WALLS", "MOVES", "MOVE_NAMES", "GridLayout", "TabularMDP", "TabularMDPEnv",
-    "aima_4x3", "dyna_maze", "from_toy_text", "penguin_on_ice", "random_mdp", "sutton_barto_4x4",
+    "aima_4x3", "blocking_maze", "dyna_maze", "from_toy_text", "penguin_on_ice", "random_mdp", "shortcut_maze",
+    "sutton_barto_4x4",
 ]

@@ -17,7 +17,8 @@ import numpy as np
 
 from .tabular import GridLayout, TabularMDP
 
-__all__ = ["DYNA_MAZE_WALLS", "MOVES", "MOVE_NAMES", "aima_4x3", "dyna_maze", "penguin_on_ice", "sutton_barto_4x4"]
+__all__ = ["DYNA_MAZE_WALLS", "MOVES", "MOVE_NAMES", "aima_4x3", "blocking_maze", "dyna_maze", "penguin_on_ice",
+           "shortcut_maze", "sutton_barto_4x4"]
 
 MOVE_NAMES = ("up", "right", "down", "left")
 MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))  # (d_row, d_col) of each move
@@ -165,7 +166,8 @@ DYNA_MAZE_WALLS = ((1, 2), (2, 2), (3, 2), (4, 5), (0, 7), (1, 7), (2, 7))
 
 
 def dyna_maze(gamma: float = 0.95, start: tuple[int, int] = (2, 0), goal: tuple[int, int] = (0, 8),
-              walls: tuple[tuple[int, int], ...] = DYNA_MAZE_WALLS, shape: tuple[int, int] = (6, 9)) -> TabularMDP:
+              walls: tuple[tuple[int, int], ...] = DYNA_MAZE_WALLS, shape: tuple[int, int] = (6, 9),
+              squares: tuple[tuple[int, int], ...] | None = None) -> TabularMDP:
     """The Dyna maze of Sutton & Barto (2018), Example 8.1 (Figure 8.2): a 6x9 grid with seven blocked squares.
 
     Moves (up, right, down, left) are deterministic; a move into a wall or off the grid leaves the agent in
@@ -173,25 +175,40 @@ def dyna_maze(gamma: float = 0.95, start: tuple[int, int] = (2, 0), goal: tuple[
     Every episode starts at ``start``. The shortest path from the default start to the goal takes 14 steps.
 
     States are the open squares numbered row by row from the top left (``layout.cells[s]`` gives
-    ``(row, col)``); ``state_names`` are ``"(row,col)"``.
+    ``(row, col)``); ``state_names`` are ``"(row,col)"``. ``squares`` replaces that list, so that mazes whose
+    walls change (:func:`blocking_maze`, :func:`shortcut_maze`) number their states the same way before and
+    after the change: a blocked square may be a state; no move enters it, and moves out of it work as from an
+    open square (an agent standing there when a wall appears can step off).
 
     Args:
         gamma: discount factor in ``[0, 1]`` (the book uses 0.95).
         start, goal: ``(row, col)`` of the start and the goal square.
         walls: ``(row, col)`` of the blocked squares.
         shape: ``(n_rows, n_cols)`` of the grid.
+        squares: ``(row, col)`` of the squares that are states, in state order; default: every open square.
 
     Returns:
-        TabularMDP with S = number of open squares, A = 4.
+        TabularMDP with S = number of open squares (or ``len(squares)``), A = 4.
 
     Raises:
-        ValueError: if the start or the goal is blocked or off the grid, or gamma is outside ``[0, 1]``.
+        ValueError: if the start or the goal is blocked or off the grid, if ``squares`` misses an open square,
+            repeats one or leaves the grid, or if gamma is outside ``[0, 1]``.
     """
     walls = set(walls)
     for name, cell in (("start", start), ("goal", goal)):
         if cell in walls or not (0 <= cell[0] < shape[0] and 0 <= cell[1] < shape[1]):
             raise ValueError(f"the {name} square {cell} is blocked or off the {shape} grid")
-    cells = [(r, c) for r in range(shape[0]) for c in range(shape[1]) if (r, c) not in walls]
+    open_squares = [(r, c) for r in range(shape[0]) for c in range(shape[1]) if (r, c) not in walls]
+    if squares is None:
+        cells = open_squares
+    else:
+        cells = [tuple(cell) for cell in squares]
+        missing = set(open_squares) - set(cells)
+        if missing or len(set(cells)) != len(cells):
+            raise ValueError(f"squares must list every open square once; missing {sorted(missing)}, "
+                             f"{len(cells) - len(set(cells))} repeated")
+        if any(not (0 <= r < shape[0] and 0 <= c < shape[1]) for r, c in cells):
+            raise ValueError(f"squares must lie on the {shape} grid")
     index = {cell: s for s, cell in enumerate(cells)}
     S, A = len(cells), 4
     P = np.zeros((S, A, S))
@@ -211,3 +228,40 @@ def dyna_maze(gamma: float = 0.95, start: tuple[int, int] = (2, 0), goal: tuple[
                         labels={index[start]: "S", index[goal]: "G"})
     return TabularMDP(P, R, gamma, terminal=terminal, initial=np.eye(S)[index[start]], state_names=names,
                       action_names=MOVE_NAMES, layout=layout)
+
+
+def _changing_maze(walls_before, walls_after, gamma: float) -> tuple[TabularMDP, TabularMDP]:
+    """The two layouts of a 6x9 maze whose wall changes, as MDPs over the same states (start (5,3), goal (0,8))."""
+    shape = (6, 9)
+    squares = tuple((r, c) for r in range(shape[0]) for c in range(shape[1])
+                    if (r, c) not in walls_before or (r, c) not in walls_after)
+    return tuple(dyna_maze(gamma, start=(5, 3), goal=(0, 8), walls=tuple(sorted(walls)), squares=squares)
+                 for walls in (walls_before, walls_after))
+
+
+def blocking_maze(gamma: float = 0.95) -> tuple[TabularMDP, TabularMDP]:
+    """The blocking maze of Sutton & Barto (2018), Example 8.2 (Figure 8.4), before and after its change.
+
+    A 6x9 grid, start (5, 3) on the bottom row, goal (0, 8) in the top right corner, rewards as in
+    :func:`dyna_maze`. A wall fills row 3 except one gap: at the right end (column 8) before the change, so the
+    shortest path takes 10 steps, and at the left end (column 0) after it, so the old path is blocked and the
+    shortest one takes 16 steps.
+
+    Returns:
+        ``(before, after)``: two TabularMDPs with the same 47 states (the squares open in either layout, row by
+        row) and 4 actions.
+    """
+    return _changing_maze({(3, c) for c in range(0, 8)}, {(3, c) for c in range(1, 9)}, gamma)
+
+
+def shortcut_maze(gamma: float = 0.95) -> tuple[TabularMDP, TabularMDP]:
+    """The shortcut maze of Sutton & Barto (2018), Example 8.3 (Figure 8.5), before and after its change.
+
+    As :func:`blocking_maze`, but the wall's only gap is at the left end (column 0; shortest path 16 steps)
+    before the change, and a second gap opens at the right end (column 8) after it: a shortcut of 10 steps
+    that the old path does not pass.
+
+    Returns:
+        ``(before, after)``: two TabularMDPs with the same 47 states and 4 actions.
+    """
+    return _changing_maze({(3, c) for c in range(1, 9)}, {(3, c) for c in range(1, 8)}, gamma)
