@@ -15,7 +15,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 book: setup
-	$(BIN)/jupyter-book build . -W --keep-going
+	TQDM_DISABLE=1 $(BIN)/jupyter-book build . -W --keep-going  # no progress bars on the website
 	@echo "Open _build/html/index.html in a browser."
 
 test: setup

@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = {
     "01_mdp": ROOT / "book" / "01_mdp" / "mdp.ipynb",
     "02_model_based": ROOT / "book" / "02_model_based" / "model_based.ipynb",
+    "03_q_learning": ROOT / "book" / "03_q_learning" / "q_learning.ipynb",
 }
 CHAPTER_1 = CHAPTERS["01_mdp"]
 

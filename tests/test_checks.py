@@ -10,17 +10,24 @@ import pytest
 from autograder.checks import _harness
 from autograder.checks import mdp as checks
 from autograder.checks import model_based as checks_model_based
+from autograder.checks import q_learning as checks_q_learning
+from solutions import bandits as reference_bandits
+from solutions import dqn as reference_dqn
 from solutions import learned_models as reference_learned_models
 from solutions import mdp as reference
 from solutions import model_based as reference_model_based
+from solutions import q_learning as reference_q_learning
 
 from .buggy_mdp import BUGGY
 from .buggy_model_based import BUGGY as BUGGY_MODEL_BASED
+from .buggy_q_learning import BUGGY as BUGGY_Q_LEARNING
 
 #: (chapter, its checks module, its reference modules, its known-buggy answers)
 CHAPTERS = [
     ("01_mdp", checks, (reference,), BUGGY),
     ("02_model_based", checks_model_based, (reference_model_based, reference_learned_models), BUGGY_MODEL_BASED),
+    ("03_q_learning", checks_q_learning, (reference_q_learning, reference_bandits, reference_dqn),
+     BUGGY_Q_LEARNING),
 ]
 EXERCISES = [(chapter, c, r, name) for chapter, c, r, _ in CHAPTERS for name in sorted(c.POINTS)]
 BUGS = [(chapter, c, *bug) for chapter, c, _, bugs in CHAPTERS for bug in bugs]

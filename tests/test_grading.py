@@ -27,6 +27,12 @@ WRONG_PLANNING_STEP = (
     "    Q[s, a] = r if terminated else r + gamma * Q[s_next].max()\n"
 )
 
+# Chapter 3: a SARSA update that overwrites Q[s, a] with the target (1 of 10 points; wrong in every case).
+WRONG_SARSA = (
+    "def sarsa_update(Q, s, a, r, s_next, a_next, terminated, alpha, gamma):\n"
+    "    Q[s, a] = r if terminated else r + gamma * Q[s_next, a_next]\n"
+)
+
 
 def tree_digest(root):
     digest = hashlib.sha256()
@@ -46,6 +52,12 @@ def submissions(tmp_path_factory, source_nb, released_nb, source_nbs, released_n
     write(released_2, root / "bob" / "02_model_based" / "model_based.ipynb")
     write(fill_in(released_2, {**answers_2, "dyna_q_planning_step": WRONG_PLANNING_STEP}),
           root / "carol" / "02_model_based" / "model_based.ipynb")
+    # Chapter 3: the same three
+    answers_3, released_3 = solution_sources(source_nbs["03_q_learning"]), released_nbs["03_q_learning"]
+    write(fill_in(released_3, answers_3), root / "alice" / "03_q_learning" / "q_learning.ipynb")
+    write(released_3, root / "bob" / "03_q_learning" / "q_learning.ipynb")
+    write(fill_in(released_3, {**answers_3, "sarsa_update": WRONG_SARSA}),
+          root / "carol" / "03_q_learning" / "q_learning.ipynb")
     answers = solution_sources(source_nb)
     write(fill_in(released_nb, answers), root / "alice" / "01_mdp" / "mdp.ipynb")
     write(released_nb, root / "bob" / "01_mdp" / "mdp.ipynb")
@@ -113,6 +125,15 @@ def test_chapter_2_round_trip(graded):
     assert score(grades, "carol", "02_model_based") == (8.0, 10.0)  # the planning step's 2 points, no more
     feedback = (out / "feedback" / "carol" / "02_model_based" / "model_based.html").read_text()
     assert "dyna_q_planning_step: 0/" in feedback and "move it a step alpha towards the target" in feedback
+
+
+def test_chapter_3_round_trip(graded):
+    out, grades, _, _ = graded
+    assert score(grades, "alice", "03_q_learning") == (10.0, 10.0)
+    assert score(grades, "bob", "03_q_learning") == (0.0, 10.0)
+    assert score(grades, "carol", "03_q_learning") == (9.0, 10.0)  # the SARSA update's 1 point, no more
+    feedback = (out / "feedback" / "carol" / "03_q_learning" / "q_learning.html").read_text()
+    assert "sarsa_update: 0/" in feedback and "move it a step alpha towards the target" in feedback
 
 
 def test_endless_loop_costs_only_the_exercise_concerned(graded):

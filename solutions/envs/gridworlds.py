@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tabular import GridLayout, TabularMDP
+import gymnasium as gym
 
-__all__ = ["DYNA_MAZE_WALLS", "MOVES", "MOVE_NAMES", "aima_4x3", "blocking_maze", "dyna_maze", "penguin_on_ice",
-           "shortcut_maze", "sutton_barto_4x4"]
+from .tabular import GridLayout, TabularMDP, from_toy_text
+
+__all__ = ["DYNA_MAZE_WALLS", "MOVES", "MOVE_NAMES", "aima_4x3", "blocking_maze", "cliff_walking", "dyna_maze",
+           "penguin_on_ice", "shortcut_maze", "sutton_barto_4x4"]
 
 MOVE_NAMES = ("up", "right", "down", "left")
 MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))  # (d_row, d_col) of each move
@@ -265,3 +267,27 @@ def shortcut_maze(gamma: float = 0.95) -> tuple[TabularMDP, TabularMDP]:
         ``(before, after)``: two TabularMDPs with the same 47 states and 4 actions.
     """
     return _changing_maze({(3, c) for c in range(1, 9)}, {(3, c) for c in range(1, 8)}, gamma)
+
+
+def cliff_walking(gamma: float = 1.0) -> TabularMDP:
+    """Gymnasium's CliffWalking-v1 as a TabularMDP: Sutton & Barto (2018), Example 6.6.
+
+    A 4x12 grid; the start is the bottom-left square (state 36), the goal the bottom-right one (state 47,
+    terminal), and the ten squares between them are the cliff. Every move costs -1; stepping into the cliff
+    costs -100 and sends the agent back to the start (the episode goes on). States are numbered row by row from
+    the top left, ``s = 12 * row + col``, as in Gymnasium; actions are up, right, down, left. The model comes
+    from the environment's own ``P`` table (:func:`~solutions.envs.tabular.from_toy_text`); the cliff squares
+    are states the agent never occupies, drawn dark.
+
+    Args:
+        gamma: discount factor (the book's example is undiscounted).
+    """
+    env = gym.make("CliffWalking-v1")
+    P = env.unwrapped.P
+    env.close()
+    shape = (4, 12)
+    cliff = tuple((3, c) for c in range(1, 11))
+    cells = tuple(divmod(s, 12) for s in range(48))
+    layout = GridLayout(shape, cells, walls=cliff, labels={36: "S", 47: "G"})
+    return from_toy_text(P, gamma, initial=np.eye(48)[36], state_names=[f"({r},{c})" for r, c in cells],
+                         action_names=MOVE_NAMES, layout=layout)
