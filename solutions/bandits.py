@@ -16,6 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .progress import show_progress
+from .q_learning import epsilon_greedy_rows
 
 __all__ = ["TestbedResult", "bandit_update", "run_testbed"]
 
@@ -103,8 +104,7 @@ def run_testbed(n_runs: int = 2000, n_steps: int = 1000, k: int = 10, *, epsilon
             eps = epsilon(t) if callable(epsilon) else epsilon
             if not 0.0 <= eps <= 1.0:
                 raise ValueError(f"epsilon must lie in [0, 1]; got {eps} at step {t}")
-            keys = np.where(Q == Q.max(axis=1, keepdims=True), rng.random((n_runs, k)), -1.0)
-            a = np.where(rng.random(n_runs) < eps, rng.integers(k, size=n_runs), keys.argmax(axis=1))
+            a = epsilon_greedy_rows(Q, eps, rng)
         elif temperature is not None:
             weights = np.exp((Q - Q.max(axis=1, keepdims=True)) / temperature)
             cumulative = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)

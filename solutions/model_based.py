@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .envs.tabular import TabularMDP, TabularMDPEnv
-from .q_learning import epsilon_greedy, q_learning_update
+from .q_learning import epsilon_greedy, epsilon_greedy_rows, q_learning_update
 
 __all__ = [
     "AIMA_LECTURE_PATHS",
@@ -406,10 +406,7 @@ def dyna_q_runs(mdp: TabularMDP, n_planning: int, n_runs: int = 30, n_episodes: 
             return steps
         k = runs.size
         state = s[runs]
-        # epsilon-greedy with random tie-breaking: the argmax of random keys over the maximising actions
-        q = Q[runs, state]
-        keys = np.where(q == q.max(axis=1, keepdims=True), rng.random((k, A)), -1.0)
-        action = np.where(rng.random(k) < epsilon, rng.integers(A, size=k), keys.argmax(axis=1))
+        action = epsilon_greedy_rows(Q[runs, state], epsilon, rng)
         s_next = next_state[state, action]
         r = mdp.R[state, action]
         done = mdp.terminal[s_next]
@@ -515,9 +512,7 @@ def changing_maze_runs(before: TabularMDP, after: TabularMDP, switch_step: int, 
 
     for t in range(n_steps):
         next_state, reward, terminal = worlds[0 if t < switch_step else 1]
-        q = Q[(offset + s * A)[:, None] + np.arange(A)]
-        keys = np.where(q == q.max(axis=1, keepdims=True), rng.random((n_runs, A)), -1.0)
-        a = np.where(rng.random(n_runs) < epsilon, rng.integers(A, size=n_runs), keys.argmax(axis=1))
+        a = epsilon_greedy_rows(Q[(offset + s * A)[:, None] + np.arange(A)], epsilon, rng)
         s_next, r = next_state[s * A + a], reward[s * A + a]
         done = terminal[s_next]
         i = offset + s * A + a

@@ -22,6 +22,7 @@ __all__ = [
     "TileCoder",
     "boltzmann_probabilities",
     "epsilon_greedy",
+    "epsilon_greedy_rows",
     "greedy_action",
     "linear_q_learning_mountain_car",
     "q_learning",
@@ -69,6 +70,26 @@ def epsilon_greedy(q, epsilon: float, rng: np.random.Generator) -> int:
     if rng.random() < epsilon:
         return int(rng.integers(q.size))
     return greedy_action(q, rng)
+
+
+def epsilon_greedy_rows(q: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+    """:func:`epsilon_greedy` for many rows of action values at once (many runs of an experiment side by side).
+
+    Draws, in this order: ``rng.random((n, A))`` tie-break keys (the greedy action of a row is the maximiser with
+    the largest key, so ties are broken uniformly at random), ``rng.random(n)`` for the exploration coins, and
+    ``rng.integers(A, size=n)`` for the random actions.
+
+    Args:
+        q: float array ``(n, A)``; row i holds the action values of the i-th run's current state.
+        epsilon: exploration probability in ``[0, 1]``.
+        rng: the random generator.
+
+    Returns:
+        Int array ``(n,)`` of actions.
+    """
+    n, A = q.shape
+    keys = np.where(q == q.max(axis=1, keepdims=True), rng.random((n, A)), -1.0)
+    return np.where(rng.random(n) < epsilon, rng.integers(A, size=n), keys.argmax(axis=1))
 
 
 def q_learning_update(Q: np.ndarray, s: int, a: int, r: float, s_next: int, terminated: bool,
@@ -235,10 +256,8 @@ def td_control_runs(mdp: TabularMDP, method: str, n_runs: int = 50, n_episodes: 
     steps = np.zeros(n_runs, dtype=np.int64)
     episode = np.zeros(n_runs, dtype=np.int64)
 
-    def choose(runs, states):  # epsilon-greedy with random tie-breaking, for each run at once
-        q = Q[runs, states]
-        keys = np.where(q == q.max(axis=1, keepdims=True), rng.random(q.shape), -1.0)
-        return np.where(rng.random(len(runs)) < epsilon, rng.integers(A, size=len(runs)), keys.argmax(axis=1))
+    def choose(runs, states):
+        return epsilon_greedy_rows(Q[runs, states], epsilon, rng)
 
     all_runs = np.arange(n_runs)
     s = rng.choice(S, size=n_runs, p=mdp.initial)
