@@ -29,7 +29,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.plugins import CsvExportPlugin
 
 from .course import BOOK_DIR, CourseDirectory, NbgraderError, find_assignments
-from .settings import COURSE_ID, DEFAULT_CELL_TIMEOUT
+from .settings import COURSE_ID, DEFAULT_CELL_TIMEOUT, SKIP_WHEN_GRADING
 
 __all__ = ["NotebookResult", "grade"]
 
@@ -139,12 +139,32 @@ def _restore_test_cells(nb, released) -> list[str]:
     return restored
 
 
+def _mark_cells_to_skip(nb, released) -> None:
+    """Tag, in the student's notebook ``nb``, the cells that grading does not run; untag every other cell.
+
+    A cell is skipped only if it is not an nbgrader cell and its source is exactly that of a cell the release
+    tags with ``SKIP_WHEN_GRADING`` (a narrative experiment, unchanged). A tag the student added to a test or
+    answer cell, or left on a narrative cell they edited, is removed: those cells run.
+    """
+    skippable = {cell.source for cell in released.cells
+                 if SKIP_WHEN_GRADING in cell.metadata.get("tags", []) and "nbgrader" not in cell.metadata}
+    for cell in nb.cells:
+        tags = [tag for tag in cell.metadata.get("tags", []) if tag != SKIP_WHEN_GRADING]
+        if cell.cell_type == "code" and "nbgrader" not in cell.metadata and cell.source in skippable:
+            tags.append(SKIP_WHEN_GRADING)
+        if tags:
+            cell.metadata["tags"] = tags
+        else:
+            cell.metadata.pop("tags", None)
+
+
 def _copy_submission(src: Path, dest: Path, released: Path, notebooks: tuple[str, ...]
                      ) -> tuple[dict[str, str], dict[str, list[str]]]:
     """Copy one student's assignment folder for grading.
 
-    Unreadable notebooks are left out, and deleted test cells are put back from the released notebooks in
-    ``released``. Returns ``({notebook: why it is unreadable}, {notebook: grade ids of restored test cells})``.
+    Unreadable notebooks are left out, deleted test cells are put back from the released notebooks in
+    ``released``, and the narrative cells that grading skips are marked (:func:`_mark_cells_to_skip`).
+    Returns ``({notebook: why it is unreadable}, {notebook: grade ids of restored test cells})``.
     """
     problems, restored = {}, {}
     dest.mkdir(parents=True)
@@ -162,11 +182,13 @@ def _copy_submission(src: Path, dest: Path, released: Path, notebooks: tuple[str
             if error:
                 problems[path.stem] = error
                 continue
-            put_back = _restore_test_cells(nb, nbformat.read(released / path.name, as_version=4))
+            release = nbformat.read(released / path.name, as_version=4)
+            put_back = _restore_test_cells(nb, release)
             if put_back:
                 restored[path.stem] = put_back
-                nbformat.write(nb, dest / relative)
-                continue
+            _mark_cells_to_skip(nb, release)
+            nbformat.write(nb, dest / relative)
+            continue
         shutil.copyfile(path, dest / relative)
     return problems, restored
 

@@ -3,7 +3,7 @@
 Options the command line sets per run (cell time-out, gradebook URL) are passed as flags, not set here.
 """
 
-from autograder.settings import COURSE_ID, HARMLESS_STDERR, IGNORED_SUBMISSION_FILES
+from autograder.settings import COURSE_ID, HARMLESS_STDERR, IGNORED_SUBMISSION_FILES, SKIP_WHEN_GRADING
 
 c = get_config()  # noqa: F821 -- provided by traitlets when nbgrader loads this file
 
@@ -18,6 +18,8 @@ c.OverwriteCells.add_missing_cells = True
 # A cell that runs too long is interrupted; the notebook goes on with the next cell.
 c.Execute.interrupt_on_timeout = True
 c.Execute.execute_retries = 0
+# Long narrative experiments are not run while grading (the grader decides which cells keep this tag).
+c.Execute.skip_cells_with_tag = SKIP_WHEN_GRADING
 
 # nbgrader gives 0 points to a cell with any stderr output. Warnings and progress bars are harmless:
 # drop them before grades are computed.

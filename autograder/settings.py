@@ -23,3 +23,10 @@ IGNORED_SUBMISSION_FILES = ["*.py", "*.pyx", "*.so", "*.pth", "*.pyd"]
 #: (matplotlib's non-drawing "agg" backend: nobody looks at them, and drawing takes a third of Chapter 1's
 #: run time) and progress bars are off.
 GRADING_KERNEL_ENV = {"MPLBACKEND": "agg", "TQDM_DISABLE": "1"}
+
+#: Code cells of a source notebook with this tag are not run while grading (``grade`` and ``validate``): long
+#: narrative experiments whose figures nobody grades, such as Chapter 3's DQN training run. The book build
+#: still runs them. The grader honours the tag only on a cell whose source is exactly that of a tagged cell
+#: of the release and that is not an nbgrader cell, so a student can neither skip a test nor skip code of
+#: their own; ``tests/test_notebooks.py`` checks that no cell needs a name that only a skipped cell defines.
+SKIP_WHEN_GRADING = "skip-when-grading"

@@ -1,7 +1,8 @@
 """``python -m autograder validate NOTEBOOK``: run a student's notebook and report the points of each exercise.
 
 The notebook runs in a fresh kernel in its own folder, as the grader would run it (same kernel environment,
-``NBGRADER_EXECUTION`` set as nbgrader's own ``validate`` sets it), and is not modified.
+``NBGRADER_EXECUTION`` set as nbgrader's own ``validate`` sets it, long narrative experiments tagged
+``skip-when-grading`` not run), and is not modified.
 Points are computed by nbgrader's own rule (``nbgrader.utils.determine_grade``), after dropping harmless
 stderr output as the grader does, so the total matches what grading the visible tests would give.
 """
@@ -20,7 +21,7 @@ from nbgrader.preprocessors import IgnorePattern
 from nbgrader.utils import determine_grade, is_grade
 
 from .checks._harness import FAIL_MARK
-from .settings import DEFAULT_CELL_TIMEOUT, GRADING_KERNEL_ENV, HARMLESS_STDERR
+from .settings import DEFAULT_CELL_TIMEOUT, GRADING_KERNEL_ENV, HARMLESS_STDERR, SKIP_WHEN_GRADING
 
 __all__ = ["ExerciseResult", "validate"]
 
@@ -72,8 +73,12 @@ def validate(path: Path, timeout: int = DEFAULT_CELL_TIMEOUT) -> tuple[list[Exer
         raise ValueError(f"{path} is not a valid notebook: {exc}") from None
     if not any(is_grade(cell) for cell in nb.cells):
         raise ValueError(f"{path} has no graded test cells: is it a chapter notebook?")
+    for cell in nb.cells:  # the grader never skips an nbgrader cell, whatever its tags say
+        if "nbgrader" in cell.metadata and SKIP_WHEN_GRADING in cell.metadata.get("tags", []):
+            cell.metadata["tags"] = [tag for tag in cell.metadata["tags"] if tag != SKIP_WHEN_GRADING]
     client = NotebookClient(nb, timeout=timeout, interrupt_on_timeout=True, allow_errors=True,
-                            kernel_name="python3", resources={"metadata": {"path": str(path.parent.resolve())}})
+                            kernel_name="python3", skip_cells_with_tag=SKIP_WHEN_GRADING,
+                            resources={"metadata": {"path": str(path.parent.resolve())}})
     fatal = None
     try:
         # the kernel process's own start-up warnings are not the student's business; the notebook's

@@ -1,5 +1,6 @@
 """Round trips through `python -m autograder grade` and `validate`, including broken submissions."""
 
+import copy
 import csv
 import hashlib
 import os
@@ -13,11 +14,16 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from autograder.settings import SKIP_WHEN_GRADING
+
 from .notebooks import fill_in, solution_sources, write
 
 pytestmark = pytest.mark.slow
 
-WRONG_VALUE_ITERATION = "def value_iteration(mdp, theta=1e-10, max_sweeps=None):\n    return np.zeros(mdp.n_states)\n"
+WRONG_VALUE_ITERATION = (
+    "def value_iteration(mdp, theta=1e-10, max_sweeps=None):\n"
+    "    return np.zeros(mdp.n_states)\n"
+)
 # Chapter 2: a planning step that overwrites Q[s, a] with the target (2 of 10 points). The episode exercise calls
 # it, but its check runs with the reference planning step, so only these 2 points are lost.
 WRONG_PLANNING_STEP = (
@@ -32,6 +38,9 @@ WRONG_SARSA = (
     "def sarsa_update(Q, s, a, r, s_next, a_next, terminated, alpha, gamma):\n"
     "    Q[s, a] = r if terminated else r + gamma * Q[s_next, a_next]\n"
 )
+
+# carol's edit of the DQN cell; its output is not a substring of its source
+CAROLS_OWN_CELL = 'print("carol\'s own " + "cell ran")'
 
 
 def tree_digest(root):
@@ -52,12 +61,19 @@ def submissions(tmp_path_factory, source_nb, released_nb, source_nbs, released_n
     write(released_2, root / "bob" / "02_model_based" / "model_based.ipynb")
     write(fill_in(released_2, {**answers_2, "dyna_q_planning_step": WRONG_PLANNING_STEP}),
           root / "carol" / "02_model_based" / "model_based.ipynb")
-    # Chapter 3: the same three
+    # Chapter 3: the same three. bob also tags his (failing) SARSA test cell to be skipped, and carol edits the
+    # DQN cell, which the release tags to be skipped: the grader must run both.
     answers_3, released_3 = solution_sources(source_nbs["03_q_learning"]), released_nbs["03_q_learning"]
     write(fill_in(released_3, answers_3), root / "alice" / "03_q_learning" / "q_learning.ipynb")
-    write(released_3, root / "bob" / "03_q_learning" / "q_learning.ipynb")
-    write(fill_in(released_3, {**answers_3, "sarsa_update": WRONG_SARSA}),
-          root / "carol" / "03_q_learning" / "q_learning.ipynb")
+    bob_3 = copy.deepcopy(released_3)
+    next(c for c in bob_3.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_sarsa_update"
+         ).metadata["tags"] = [SKIP_WHEN_GRADING]
+    write(bob_3, root / "bob" / "03_q_learning" / "q_learning.ipynb")
+    carol_3 = fill_in(released_3, {**answers_3, "sarsa_update": WRONG_SARSA})
+    dqn_cell = next(c for c in carol_3.cells if "train_dqn(" in c.source)
+    assert SKIP_WHEN_GRADING in dqn_cell.metadata["tags"]  # the release keeps the source notebook's tag
+    dqn_cell.source = CAROLS_OWN_CELL
+    write(carol_3, root / "carol" / "03_q_learning" / "q_learning.ipynb")
     answers = solution_sources(source_nb)
     write(fill_in(released_nb, answers), root / "alice" / "01_mdp" / "mdp.ipynb")
     write(released_nb, root / "bob" / "01_mdp" / "mdp.ipynb")
@@ -72,7 +88,8 @@ def submissions(tmp_path_factory, source_nb, released_nb, source_nbs, released_n
     gina = fill_in(released_nb, answers)
     gina.cells = [c for c in gina.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test_greedy_policy"]
     write(gina, root / "gina" / "01_mdp" / "mdp.ipynb")
-    (root / "gina" / "01_mdp" / "solutions.py").write_text("raise SystemExit('a student file shadowed solutions')\n")
+    (root / "gina" / "01_mdp" / "solutions.py").write_text(
+        "raise SystemExit('a student file shadowed solutions')\n")
     (root / "hal" / "99_unknown").mkdir(parents=True)
     ivan = fill_in(released_nb, answers)  # deletes value iteration: its solution cell and its test cell
     deleted = ("value_iteration", "test_value_iteration")
@@ -134,6 +151,19 @@ def test_chapter_3_round_trip(graded):
     assert score(grades, "carol", "03_q_learning") == (9.0, 10.0)  # the SARSA update's 1 point, no more
     feedback = (out / "feedback" / "carol" / "03_q_learning" / "q_learning.html").read_text()
     assert "sarsa_update: 0/" in feedback and "move it a step alpha towards the target" in feedback
+
+
+def test_grading_skips_only_the_unchanged_narrative_cells_the_release_tags(graded):
+    out, grades, _, _ = graded
+    alice = (out / "feedback" / "alice" / "03_q_learning" / "q_learning.html").read_text()
+    assert "train_dqn" in alice and "evaluations: [" not in alice  # the DQN cell is there, not run
+    assert "pi*(no sword, monster alive) = move back" in alice  # an untagged narrative cell ran
+    carol = (out / "feedback" / "carol" / "03_q_learning" / "q_learning.html").read_text()
+    assert "carol&#39;s own cell ran" in carol or "carol's own cell ran" in carol  # her edited cell ran
+    # bob's skip tag on his test cell was dropped: the test ran and his blank answer scored nothing
+    bob = (out / "feedback" / "bob" / "03_q_learning" / "q_learning.html").read_text()
+    assert re.search(r"sarsa_update: 0/\d+ cases passed, 0/1 points", bob)
+    assert score(grades, "bob", "03_q_learning") == (0.0, 10.0)
 
 
 def test_endless_loop_costs_only_the_exercise_concerned(graded):

@@ -1,6 +1,8 @@
 """The chapter notebooks: well-formed exercises, committed without outputs, and they execute cleanly with the
 reference answers getting full marks."""
 
+import ast
+import builtins
 import re
 
 import nbformat
@@ -12,6 +14,7 @@ from autograder.checks import mdp as checks_mdp
 from autograder.checks import model_based as checks_model_based
 from autograder.checks import q_learning as checks_q_learning
 from autograder.course import find_assignments
+from autograder.settings import SKIP_WHEN_GRADING
 
 from .conftest import CHAPTERS
 
@@ -62,16 +65,71 @@ def test_narrative_cells_do_not_use_the_names_students_define(chapter, source_nb
             assert not re.search(rf"(?<![.\w]){name}\(", cell.source), (name, cell.source[:80])
 
 
+def _skipped(cell) -> bool:
+    return SKIP_WHEN_GRADING in cell.metadata.get("tags", [])
+
+
+def _names(source: str) -> tuple[set[str], set[str]]:
+    """(names a cell binds anywhere, names it reads) -- over-approximate: any binding counts, in any scope."""
+    bound, read = set(), set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Name):
+            (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.alias):
+            bound.add((node.asname or node.name).split(".")[0])
+    return bound, read
+
+
+def _needed_from_skipped_cells(cells) -> set[str]:
+    """Names that the code cells grading runs read but that none of them binds (nor is a builtin)."""
+    kept_bound, kept_read = set(dir(builtins)), set()
+    for cell in cells:
+        if cell.cell_type == "code" and not _skipped(cell):
+            bound, read = _names(cell.source)
+            kept_bound |= bound
+            kept_read |= read
+    return kept_read - kept_bound
+
+
+@pytest.mark.parametrize("chapter", sorted(CHAPTERS))
+def test_cells_skipped_while_grading_are_narrative_and_nothing_else_needs_them(chapter, source_nbs):
+    """Grading does not run cells tagged skip-when-grading: none may be an exercise cell, and every name the
+    other cells read must be bound by one of them (or be a builtin), so skipping changes no other cell."""
+    cells = source_nbs[chapter].cells
+    assert not any("nbgrader" in c.metadata for c in cells if _skipped(c))
+    needed = _needed_from_skipped_cells(cells)
+    assert not needed, f"cells that grading runs read names that only skipped cells define: {sorted(needed)}"
+
+
+def test_the_skipped_cell_check_finds_a_name_only_a_skipped_cell_binds():
+    cells = [nbformat.v4.new_code_cell("import numpy as np\nf = lambda x: np.sum(x)"),
+             nbformat.v4.new_code_cell("for k in range(3):\n    total = f([k])",
+                                       metadata={"tags": [SKIP_WHEN_GRADING]}),
+             nbformat.v4.new_code_cell("print(f([1]), total)")]
+    assert _needed_from_skipped_cells(cells) == {"total"}
+    cells[1].metadata["tags"] = []
+    assert _needed_from_skipped_cells(cells) == set()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("chapter", sorted(CHAPTERS))
 def test_chapter_executes_and_the_reference_answers_get_full_marks(chapter, source_nbs, monkeypatch):
+    """The chapter as the grader runs it: figures not drawn (the book build draws them) and the cells tagged
+    skip-when-grading not run (the book build runs them)."""
     monkeypatch.setenv("AUTOGRADER_SEED", "2026")
-    monkeypatch.setenv("NBGRADER_EXECUTION", "validate")  # the chapter as graded: the book build draws figures
+    monkeypatch.setenv("NBGRADER_EXECUTION", "validate")
     nb = nbformat.from_dict(source_nbs[chapter])
-    NotebookClient(nb, timeout=300, kernel_name="python3",
+    NotebookClient(nb, timeout=300, kernel_name="python3", skip_cells_with_tag=SKIP_WHEN_GRADING,
                    resources={"metadata": {"path": str(CHAPTERS[chapter].parent)}}).execute()
     for cell in nb.cells:
         if cell.cell_type != "code":
+            continue
+        if _skipped(cell):
+            assert cell.outputs == [] and cell.execution_count is None
             continue
         assert not any(o.output_type == "error" for o in cell.outputs)
         assert not any(o.output_type == "stream" and o.name == "stderr" for o in cell.outputs), cell.source[:80]
