@@ -1,3 +1,4 @@
+import os
 import shutil
 import subprocess
 import sys
@@ -50,3 +51,18 @@ def released_nbs(released):
 def copy_tree(src: Path, dest: Path) -> Path:
     shutil.copytree(src, dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory):
+    """The website, built as the README builds it (every chapter executed, `-W -n`): its `_build/html` folder.
+
+    Built once per test session: the book tests and the browser tests look at the same build.
+    """
+    out = tmp_path_factory.mktemp("book")
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    run = subprocess.run([str(jupyter_book), "build", str(ROOT), "--path-output", str(out), "-W", "-n",
+                          "--keep-going"],
+                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "TQDM_DISABLE": "1"})
+    assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
+    return out / "_build" / "html"

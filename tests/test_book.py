@@ -1,26 +1,15 @@
-"""The website builds with every chapter executed and no warnings (`jupyter-book build . -W`)."""
+"""The website builds with every chapter executed and no warnings (`jupyter-book build . -W -n`), shows no hidden
+tests and no unfolded solutions, and offers each chapter's student notebook."""
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
+import nbformat
 import pytest
+from nbgrader.utils import is_solution
 
-from .conftest import ROOT
+from .conftest import CHAPTERS
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    out = tmp_path_factory.mktemp("book")
-    jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    run = subprocess.run([str(jupyter_book), "build", str(ROOT), "--path-output", str(out), "-W", "--keep-going"],
-                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "TQDM_DISABLE": "1"})
-    assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
-    return out / "_build" / "html"
 
 
 def test_chapter_1_page_has_figures_widget_and_collapsed_solutions(site):
@@ -62,3 +51,35 @@ def test_chapter_2_page_has_figures_widget_and_the_reproduced_numbers(site):
 def test_references_page_lists_the_works_cited(site):
     page = (site / "book" / "references.html").read_text(encoding="utf-8").lower()  # the style changes case
     assert "reinforcement learning: an introduction" in page and "dyna, an integrated architecture" in page
+
+
+def test_landing_page_has_the_notation_table_and_the_instructor_guide(site):
+    index = (site / "book" / "intro.html").read_text(encoding="utf-8")
+    assert "instructors.html" in index and "<table" in index and "Notation" in index and "s_next" in index
+    guide = (site / "book" / "instructors.html").read_text(encoding="utf-8")
+    assert "zip_collect" in guide and "grades.csv" in guide
+
+
+def test_no_hidden_test_solution_marker_or_instructor_notebook_anywhere_on_the_site(site):
+    assert not (site / "_sources").exists()
+    for path in site.rglob("*"):
+        if path.is_file() and path.suffix in (".html", ".js", ".ipynb", ".txt", ".json"):
+            text = path.read_text(encoding="utf-8", errors="replace")
+            for marker in ("HIDDEN TESTS", "hidden=True", "BEGIN SOLUTION", "END SOLUTION"):
+                assert marker not in text, (path, marker)
+    notebooks = sorted(p.relative_to(site).as_posix() for p in site.rglob("*.ipynb"))
+    assert notebooks == sorted(f"exercises/{chapter}/{path.name}" for chapter, path in CHAPTERS.items())
+
+
+@pytest.mark.parametrize("chapter", sorted(CHAPTERS))
+def test_chapter_page_links_its_student_notebook_made_as_release_makes_it(site, chapter, source_nbs, released_nbs):
+    path = CHAPTERS[chapter]
+    page_path = site / "book" / chapter / path.with_suffix(".html").name
+    page = page_path.read_text(encoding="utf-8")
+    link = re.search(r'class="download-exercises-link[^"]*" href="([^"]+)"', page).group(1)
+    offered = nbformat.read((page_path.parent / link).resolve(), as_version=4)
+    assert [c.source for c in offered.cells] == [c.source for c in released_nbs[chapter].cells]
+    assert "raise NotImplementedError()" in offered.cells[next(i for i, c in enumerate(source_nbs[chapter].cells)
+                                                               if is_solution(c))].source
+    # each answer cell is folded behind a "Show solution" toggle
+    assert page.count("Show solution") == sum(is_solution(c) for c in source_nbs[chapter].cells)

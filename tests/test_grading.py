@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import nbformat
@@ -16,6 +17,7 @@ import pytest
 
 from autograder.settings import SKIP_WHEN_GRADING
 
+from .conftest import ROOT
 from .notebooks import fill_in, solution_sources, write
 
 pytestmark = pytest.mark.slow
@@ -263,3 +265,33 @@ def test_a_run_past_the_wall_clock_limit_is_stopped(tmp_path, released_nb):
     result = course.autograde("01_mdp", "sam", cell_timeout=300, wall_timeout=8)
     assert time.monotonic() - start < 60
     assert not result["success"] and "longer than 8 s" in result["reason"]
+
+
+def test_the_instructor_guides_zip_collect_recipe_feeds_the_grader(tmp_path, source_nb, released_nb):
+    """Step 2 of book/instructors.md, with its own regular expression: an LMS archive -> submitted/ -> grades."""
+    guide = (ROOT / "book" / "instructors.md").read_text(encoding="utf-8")
+    regexp = re.search(r"--FileNameCollectorPlugin\.named_regexp='([^']+)'", guide).group(1)
+    course = tmp_path / "course"
+    course.mkdir()
+    run = subprocess.run([sys.executable, "-m", "autograder", "release", "--out", "release", "01_mdp"],
+                         capture_output=True, text=True, cwd=course)
+    assert run.returncode == 0, run.stderr
+    archive = course / "downloaded" / "01_mdp" / "archive"
+    archive.mkdir(parents=True)
+    with zipfile.ZipFile(archive / "submissions.zip", "w") as lms:  # files named as the guide's example
+        answered = fill_in(released_nb, solution_sources(source_nb))
+        lms.writestr("alice_1234_5678_mdp.ipynb", nbformat.writes(answered))
+        lms.writestr("bob_1235_5679_mdp.ipynb", nbformat.writes(released_nb))
+    nbgrader = Path(sys.executable).parent / "nbgrader"
+    run = subprocess.run([str(nbgrader), "zip_collect", "01_mdp",
+                          f"--FileNameCollectorPlugin.named_regexp={regexp}"],
+                         capture_output=True, text=True, cwd=course)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert sorted(p.relative_to(course).as_posix() for p in (course / "submitted").rglob("*.ipynb")) == [
+        "submitted/alice/01_mdp/mdp.ipynb", "submitted/bob/01_mdp/mdp.ipynb"]
+    run = subprocess.run([sys.executable, "-m", "autograder", "grade", "submitted", "--out", "grading"],
+                         capture_output=True, text=True, cwd=course)
+    assert run.returncode == 0, run.stdout + run.stderr
+    with open(course / "grading" / "grades.csv") as handle:
+        grades = {(row["student_id"], row["assignment"]): row for row in csv.DictReader(handle)}
+    assert score(grades, "alice") == (11.0, 11.0) and score(grades, "bob") == (0.0, 11.0)
