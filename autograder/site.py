@@ -28,7 +28,8 @@ from sphinx.errors import ExtensionError
 
 from .course import find_assignments, release
 
-__all__ = ["EXERCISES_DIR", "STATIC_ASSETS", "WIDGET_MANAGER_DIR", "read_notebook", "setup"]
+__all__ = ["EXERCISES_DIR", "STATIC_ASSETS", "WIDGET_MANAGER_DIR", "read_notebook", "setup",
+           "strip_solution_markers"]
 
 #: Where the student notebooks go in the built site.
 EXERCISES_DIR = "exercises"
@@ -66,8 +67,13 @@ def read_notebook(text: str) -> nbformat.NotebookNode:
     nb, _ = ClearHiddenTests().preprocess(nb, {})
     for cell in nb.cells:
         if cell.cell_type == "code":
-            cell.source = _SOLUTION_MARKER.sub("", cell.source)
+            cell.source = strip_solution_markers(cell.source)
     return nb
+
+
+def strip_solution_markers(source: str) -> str:
+    """``source`` without its ``### BEGIN SOLUTION`` / ``### END SOLUTION`` lines; the code between them stays."""
+    return _SOLUTION_MARKER.sub("", source)
 
 
 def _chapter_notebooks(app) -> dict[str, tuple[str, str]]:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import copy
-import re
 
 import nbformat
 
-_MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n", flags=re.MULTILINE)
+from autograder.site import strip_solution_markers
 
 
 def solution_sources(source_nb) -> dict[str, str]:
     """{grade_id: code} of the source notebook's answer cells, with the solution markers removed."""
-    return {cell.metadata["nbgrader"]["grade_id"]: _MARKER.sub("", cell.source)
+    return {cell.metadata["nbgrader"]["grade_id"]: strip_solution_markers(cell.source)
             for cell in source_nb.cells
             if cell.metadata.get("nbgrader", {}).get("solution")}
 

@@ -12,13 +12,19 @@ from .conftest import CHAPTERS
 pytestmark = pytest.mark.slow
 
 
-def test_chapter_1_page_has_figures_widget_and_collapsed_solutions(site):
-    page = (site / "book" / "01_mdp" / "mdp.html").read_text(encoding="utf-8")
-    assert len(re.findall(r"<img ", page)) >= 5  # figures drawn by executed cells
-    assert "application/vnd.jupyter.widget-view+json" in page  # the explorer's view ...
-    assert "application/vnd.jupyter.widget-state+json" in page  # ... and its embedded state
-    assert page.count("tag_hide-input") >= 7  # every answer cell is collapsed behind a toggle
+def _chapter_page(site, chapter, notebook, *, images, answers):
+    """The chapter's page, after checking it has figures, a widget's saved state, folded answers, no traceback."""
+    page = (site / "book" / chapter / f"{notebook}.html").read_text(encoding="utf-8")
+    assert len(re.findall(r"<img ", page)) >= images  # figures drawn by executed cells
+    assert "application/vnd.jupyter.widget-state+json" in page
+    assert page.count("tag_hide-input") >= answers  # every answer cell is collapsed behind a toggle
     assert "Traceback" not in page
+    return page
+
+
+def test_chapter_1_page_has_figures_widget_and_collapsed_solutions(site):
+    page = _chapter_page(site, "01_mdp", "mdp", images=5, answers=7)
+    assert "application/vnd.jupyter.widget-view+json" in page  # the explorer's view, beside its embedded state
     assert "1.1875" in page and "0.812" in page  # numbers computed on the page
 
 
@@ -29,21 +35,13 @@ def test_landing_page_links_every_chapter(site):
 
 
 def test_chapter_3_page_has_figures_widget_and_the_reproduced_numbers(site):
-    page = (site / "book" / "03_q_learning" / "q_learning.html").read_text(encoding="utf-8")
-    assert len(re.findall(r"<img ", page)) >= 6
-    assert "application/vnd.jupyter.widget-state+json" in page
-    assert page.count("tag_hide-input") >= 7
-    assert "Traceback" not in page
+    page = _chapter_page(site, "03_q_learning", "q_learning", images=6, answers=7)
     assert "pi*(sword, monster alive, wounded) = heal" in page  # the Q-table's greedy policy
     assert re.search(r"epsilon =  0\.1: steps 901-1000: average reward 1\.[34]", page)  # Figure 2.2
 
 
 def test_chapter_2_page_has_figures_widget_and_the_reproduced_numbers(site):
-    page = (site / "book" / "02_model_based" / "model_based.html").read_text(encoding="utf-8")
-    assert len(re.findall(r"<img ", page)) >= 5
-    assert "application/vnd.jupyter.widget-state+json" in page
-    assert page.count("tag_hide-input") >= 5
-    assert "Traceback" not in page
+    page = _chapter_page(site, "02_model_based", "model_based", images=5, answers=5)
     assert "first episode with a mean of at most 20 steps: 3" in page  # n = 50 in Figure 8.2
     assert "0.667" in page  # the lecture's estimate of p((2,3) | (1,3), right)
 
