@@ -12,7 +12,7 @@ __all__ = ["plot_convergence", "plot_grid_values"]
 
 
 def plot_grid_values(mdp: TabularMDP, V=None, policy=None, *, ax=None, title: str | None = None,
-                     fmt: str = "{:.3f}", cmap: str = "RdYlGn", path=None):
+                     fmt: str = "{:.3f}", cmap: str = "RdYlGn", path=None, actions=None):
     """Draw a grid-world: each square coloured by its value, with the value and the policy's arrow.
 
     Args:
@@ -26,12 +26,15 @@ def plot_grid_values(mdp: TabularMDP, V=None, policy=None, *, ax=None, title: st
         fmt: format of the value printed in each square.
         cmap: matplotlib colour map for the values.
         path: a sequence of states drawn as a line through their squares (e.g. a greedy path), or None.
+        actions: bool array ``(S, A)``, or None: an arrow for every marked action of a state (for example all
+            greedy actions, ties included), drawn like ``policy``'s. Give ``policy`` or ``actions``, not both.
 
     Returns:
         The Axes.
 
     Raises:
-        ValueError: if the MDP has no layout or ``V``/``policy`` do not have shape ``(S,)``.
+        ValueError: if the MDP has no layout, ``V``/``policy`` do not have shape ``(S,)``, ``actions`` does not
+            have shape ``(S, A)``, or both ``policy`` and ``actions`` are given.
     """
     layout = mdp.layout
     if layout is None:
@@ -41,6 +44,11 @@ def plot_grid_values(mdp: TabularMDP, V=None, policy=None, *, ax=None, title: st
         raise ValueError(f"V must have shape ({S},); got {np.shape(V)}")
     if policy is not None and np.shape(policy) != (S,):
         raise ValueError(f"policy must have shape ({S},); got {np.shape(policy)}")
+    if actions is not None:
+        if policy is not None:
+            raise ValueError("give policy or actions, not both")
+        if np.shape(actions) != (S, mdp.n_actions):
+            raise ValueError(f"actions must have shape ({S}, {mdp.n_actions}); got {np.shape(actions)}")
     if ax is None:
         _, ax = plt.subplots(figsize=(layout.shape[1] * 1.1, layout.shape[0] * 1.1))
     n_rows, n_cols = layout.shape
@@ -66,17 +74,25 @@ def plot_grid_values(mdp: TabularMDP, V=None, policy=None, *, ax=None, title: st
             text = "" if np.isnan(V[s]) else fmt.format(V[s])
         else:
             text = mdp.state_names[s]
-        arrow = policy is not None and policy[s] >= 0 and not mdp.terminal[s] and s not in layout.labels
-        ax.text(c, r + (0.28 if arrow else 0.0), text, ha="center", va="center", fontsize=9)
-        if arrow:
-            dr, dc = MOVES[int(policy[s])]
-            ax.annotate("", xy=(c + 0.3 * dc, r - 0.12 + 0.3 * dr), xytext=(c, r - 0.12),
+        if actions is not None:
+            arrows = [int(a) for a in np.flatnonzero(actions[s])]
+        else:
+            arrows = [int(policy[s])] if policy is not None and policy[s] >= 0 else []
+        if mdp.terminal[s] or s in layout.labels:
+            arrows = []
+        ax.text(c, r + (0.28 if arrows else 0.0), text, ha="center", va="center", fontsize=9)
+        centre = r - 0.12 if text else r  # arrows above the text, or in the middle of a square without one
+        for a in arrows:
+            dr, dc = MOVES[a]
+            ax.annotate("", xy=(c + 0.3 * dc, centre + 0.3 * dr), xytext=(c, centre),
                         arrowprops=dict(arrowstyle="->", lw=1.5))
         if mdp.terminal[s]:
             ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="//", color="0.5"))
     if path is not None and len(path) > 1:
         points = np.array([layout.cells[s] for s in path if layout.cells[s] is not None], dtype=float)
         ax.plot(points[:, 1], points[:, 0], color="tab:blue", lw=2.5, alpha=0.7)
+    ax.set_xticks([])  # no major ticks: matplotlib drops minor ticks that coincide with major ones
+    ax.set_yticks([])
     ax.set_xticks(np.arange(-0.5, n_cols), minor=True)
     ax.set_yticks(np.arange(-0.5, n_rows), minor=True)
     ax.grid(which="minor", color="k", linewidth=1)
