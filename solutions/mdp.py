@@ -2,7 +2,8 @@
 
 Notation follows Sutton & Barto (2018), *Reinforcement Learning: An Introduction*, 2nd ed.: returns
 G_t (Section 3.3), value functions v_pi, q_pi (Section 3.5), the Bellman equations (eqs. 3.14, 3.19, 3.20),
-iterative policy evaluation, policy iteration and value iteration (Sections 4.1-4.4).
+iterative policy evaluation, policy iteration and value iteration (Sections 4.1-4.4), and proper policies of
+stochastic shortest path problems (Bertsekas & Tsitsiklis 1991, for gamma = 1).
 
 Policies are arrays: a stochastic policy ``pi`` has shape ``(S, A)`` with ``pi[s, a]`` = pi(a | s); a
 deterministic policy has shape ``(S,)`` and holds the chosen action of each state (dtype int).
@@ -21,7 +22,10 @@ __all__ = [
     "deterministic_to_stochastic",
     "discounted_return",
     "discounted_returns",
+    "greedy_actions",
     "greedy_policy",
+    "is_proper",
+    "never_terminating_states",
     "policy_evaluation",
     "policy_evaluation_exact",
     "policy_iteration",
@@ -33,6 +37,9 @@ __all__ = [
 
 #: Sweeps after which an unbounded DP loop gives up (it then raises rather than loop forever).
 SWEEP_CAP = 100_000
+
+#: Two action values closer than this count as a tie (see :func:`greedy_actions`).
+TIE_ATOL = 1e-9
 
 
 def _check_gamma(gamma: float) -> float:
@@ -124,6 +131,58 @@ def deterministic_to_stochastic(mdp: TabularMDP, policy) -> np.ndarray:
     return np.eye(mdp.n_actions)[policy]
 
 
+def never_terminating_states(mdp: TabularMDP, pi) -> np.ndarray:
+    """The states from which the policy ``pi`` never reaches a terminal state (an empty array if it is proper).
+
+    A policy is *proper* when it reaches a terminal state with probability 1 from every state
+    (Bertsekas & Tsitsiklis 1991). In a finite MDP that holds exactly when from every state some terminal state
+    can be reached with positive probability: grow the set of states that can reach a terminal state, starting
+    from the terminal states, by the states that move into the set with positive probability, until it stops
+    growing. The states left outside never reach a terminal state.
+
+    Args:
+        mdp: the MDP.
+        pi: float array ``(S, A)``, a stochastic policy (one-hot rows for a deterministic one).
+
+    Returns:
+        int array of the states outside the set, in increasing order.
+
+    Raises:
+        ValueError: if ``pi`` is not a policy of this MDP.
+    """
+    pi = _check_policy(mdp, pi)
+    moves = np.einsum("sa,sat->st", pi, mdp.P) > 0  # moves[s, s']: s' can follow s under pi
+    reaches = mdp.terminal.copy()
+    while True:
+        grown = reaches | moves[:, reaches].any(axis=1)
+        if np.array_equal(grown, reaches):
+            return np.flatnonzero(~reaches)
+        reaches = grown
+
+
+def is_proper(mdp: TabularMDP, pi) -> bool:
+    """True if ``pi`` reaches a terminal state with probability 1 from every state (a *proper* policy).
+
+    Bertsekas & Tsitsiklis (1991), stochastic shortest path problems. At ``gamma = 1`` exactly the proper
+    policies have Bellman expectation equations with a unique solution; an improper policy that pays a cost on
+    every step has value -infinity in the states it never leaves. See :func:`never_terminating_states`.
+
+    Args:
+        mdp: the MDP.
+        pi: float array ``(S, A)``.
+
+    Raises:
+        ValueError: if ``pi`` is not a policy of this MDP.
+    """
+    return never_terminating_states(mdp, pi).size == 0
+
+
+def _improper_message(mdp: TabularMDP, states: np.ndarray, which: str) -> str:
+    names = [mdp.state_names[s] for s in states[:6]] + (["..."] if len(states) > 6 else [])
+    return (f"{which} is improper: from state(s) {', '.join(names)} it never reaches a terminal state, so with "
+            "gamma = 1 its values are not defined by the Bellman equations (they diverge when every step costs)")
+
+
 def sample_trajectory(mdp: TabularMDP, pi, s0: int, rng: np.random.Generator, max_steps: int = 1000):
     """Sample one episode S_0, A_0, R_1, S_1, A_1, R_2, ... from an MDP under a stochastic policy.
 
@@ -202,6 +261,28 @@ def greedy_policy(mdp: TabularMDP, V) -> np.ndarray:
     return np.argmax(q_from_v(mdp, V), axis=1)
 
 
+def greedy_actions(mdp: TabularMDP, V, atol: float = TIE_ATOL) -> np.ndarray:
+    """Every greedy action of every state: ``mask[s, a]`` is True when ``a`` maximises q(s, a) (ties included).
+
+    Sutton & Barto (2018), Figure 4.1 draws these sets as arrows beside each v_k.
+
+    Args:
+        mdp: the MDP.
+        V: float array ``(S,)``, state values.
+        atol: actions whose look-ahead values lie within ``atol`` of the best count as maximising.
+
+    Returns:
+        bool array ``(S, A)``; every row has at least one True.
+
+    Raises:
+        ValueError: if ``V`` does not have shape ``(S,)`` or ``atol < 0``.
+    """
+    if atol < 0:
+        raise ValueError(f"atol must be >= 0; got {atol}")
+    Q = q_from_v(mdp, V)
+    return Q >= Q.max(axis=1, keepdims=True) - atol
+
+
 def bellman_expectation_backup(mdp: TabularMDP, pi, V) -> np.ndarray:
     """One synchronous sweep of the Bellman expectation backup (Sutton & Barto 2018, eq. 4.5).
 
@@ -246,8 +327,8 @@ def _sweep_until_converged(backup, V: np.ndarray, theta: float, max_sweeps: int 
             return V
     if max_sweeps is None:
         raise RuntimeError(
-            f"no convergence within {SWEEP_CAP} sweeps; with gamma = 1 every policy considered must reach a "
-            "terminal state"
+            f"no convergence within {SWEEP_CAP} sweeps; with gamma = 1 the policy evaluated must be proper (reach "
+            "a terminal state with probability 1 from every state)"
         )
     return V
 
@@ -257,12 +338,15 @@ def policy_evaluation(mdp: TabularMDP, pi, theta: float = 1e-10, max_sweeps: int
 
     Starts from v_0 = 0 and applies the Bellman expectation backup to all states at once, each sweep using
     only the previous sweep's values, until the largest change in a sweep is below ``theta``, or until
-    ``max_sweeps`` sweeps have been made.
+    ``max_sweeps`` sweeps have been made. With gamma < 1 the sweeps always converge; with gamma = 1 they converge
+    for a proper policy (:func:`is_proper`), while for an improper one that pays a cost on every step the values
+    fall without bound.
 
     Args:
         mdp: the MDP.
         pi: float array ``(S, A)``, the policy to evaluate.
-        theta: stopping threshold (> 0) on max_s |v_{k+1}(s) - v_k(s)|.
+        theta: stopping threshold (> 0) on max_s |v_{k+1}(s) - v_k(s)| (S&B's theta in their algorithm box; not
+            the policy parameters that the book calls theta from Chapter 4 on).
         max_sweeps: if given, stop after this many sweeps and return v_k even if not converged.
 
     Returns:
@@ -271,7 +355,7 @@ def policy_evaluation(mdp: TabularMDP, pi, theta: float = 1e-10, max_sweeps: int
     Raises:
         ValueError: for a malformed policy, ``theta <= 0`` or ``max_sweeps < 0``.
         RuntimeError: if ``max_sweeps`` is None and the values do not converge within ``SWEEP_CAP`` sweeps
-            (at gamma = 1, a policy that never reaches a terminal state).
+            (at gamma = 1, an improper policy).
     """
     pi = _check_policy(mdp, pi)
     return _sweep_until_converged(
@@ -283,7 +367,8 @@ def policy_evaluation_exact(mdp: TabularMDP, pi) -> np.ndarray:
     """v_pi by solving the linear Bellman expectation equations (Sutton & Barto 2018, eq. 4.4).
 
     On the non-terminal states N: (I - gamma P_pi[N, N]) v_N = r_pi[N], where
-    P_pi[s, s'] = sum_a pi(a | s) p(s' | s, a) and r_pi[s] = sum_a pi(a | s) r(s, a).
+    P_pi[s, s'] = sum_a pi(a | s) p(s' | s, a) and r_pi[s] = sum_a pi(a | s) r(s, a). The matrix is invertible
+    when gamma < 1, and at gamma = 1 exactly when the policy is proper (:func:`is_proper`).
 
     Args:
         mdp: the MDP.
@@ -293,10 +378,14 @@ def policy_evaluation_exact(mdp: TabularMDP, pi) -> np.ndarray:
         float64 array ``(S,)``, with 0 at terminal states.
 
     Raises:
-        ValueError: for a malformed policy, or when the system is singular (gamma = 1 and the policy can
-            loop forever without reaching a terminal state).
+        ValueError: for a malformed policy, for an improper policy at gamma = 1, or when the system is
+            numerically singular.
     """
     pi = _check_policy(mdp, pi)
+    if mdp.gamma == 1.0:
+        stuck = never_terminating_states(mdp, pi)
+        if stuck.size:
+            raise ValueError(_improper_message(mdp, stuck, "the policy"))
     P_pi = np.einsum("sa,sat->st", pi, mdp.P)
     r_pi = np.sum(pi * mdp.R, axis=1)
     N = ~mdp.terminal
@@ -305,14 +394,11 @@ def policy_evaluation_exact(mdp: TabularMDP, pi) -> np.ndarray:
     try:
         V[N] = np.linalg.solve(A, r_pi[N])
     except np.linalg.LinAlgError:
-        raise ValueError(
-            "the Bellman equations of this policy have no unique solution: with gamma = 1 it can loop "
-            "forever without reaching a terminal state"
-        ) from None
+        raise ValueError("the Bellman equations of this policy have no unique solution") from None
     if np.linalg.cond(A) > 1e12:
         raise ValueError(
-            "the Bellman equations of this policy are (nearly) singular: with gamma = 1 it can loop forever "
-            "without reaching a terminal state"
+            "the Bellman equations of this policy are nearly singular: it takes very long to reach a terminal "
+            "state"
         )
     return V
 
@@ -321,7 +407,10 @@ def value_iteration(mdp: TabularMDP, theta: float = 1e-10, max_sweeps: int | Non
     """Value iteration with synchronous sweeps (Sutton & Barto 2018, Section 4.4, eq. 4.10).
 
     Starts from v_0 = 0 and applies the Bellman optimality backup to all states at once until the largest
-    change in a sweep is below ``theta``, or until ``max_sweeps`` sweeps have been made.
+    change in a sweep is below ``theta``, or until ``max_sweeps`` sweeps have been made. It converges to v_* for
+    gamma < 1, and at gamma = 1 when the MDP is a stochastic shortest path problem in the sense of Bertsekas &
+    Tsitsiklis (1991): some policy is proper, and every improper policy has value -infinity from some state
+    (for example because every step costs).
 
     Args:
         mdp: the MDP.
@@ -345,11 +434,12 @@ def policy_iteration(mdp: TabularMDP, pi0=None, max_iterations: int = 1000):
 
     Each policy is evaluated exactly (:func:`policy_evaluation_exact`). The improved policy keeps the current
     action wherever it is among the greedy ones, so ties cannot make the loop cycle (S&B Exercise 4.4).
+    At gamma = 1 the starting policy must be proper (:func:`is_proper`): then, when every improper policy has
+    value -infinity from some state, every improved policy is proper too (Bertsekas & Tsitsiklis 1991).
 
     Args:
         mdp: the MDP.
-        pi0: int array ``(S,)``, the initial deterministic policy (default: action 0 everywhere). With
-            gamma = 1 it must reach a terminal state from every state.
+        pi0: int array ``(S,)``, the initial deterministic policy (default: action 0 everywhere).
         max_iterations: the most policy-improvement steps to make.
 
     Returns:
@@ -357,12 +447,17 @@ def policy_iteration(mdp: TabularMDP, pi0=None, max_iterations: int = 1000):
         values v_*.
 
     Raises:
-        ValueError: if ``pi0`` is malformed or a policy met on the way cannot be evaluated (see
+        ValueError: if ``pi0`` is malformed, if gamma = 1 and ``pi0`` is improper (the message says so and names
+            the states it never leaves), or if a policy met on the way cannot be evaluated (see
             :func:`policy_evaluation_exact`).
         RuntimeError: if the policy is not stable after ``max_iterations`` improvements.
     """
     policy = np.zeros(mdp.n_states, dtype=int) if pi0 is None else np.array(pi0)
-    deterministic_to_stochastic(mdp, policy)  # validates pi0
+    start = deterministic_to_stochastic(mdp, policy)  # validates pi0
+    if mdp.gamma == 1.0:
+        stuck = never_terminating_states(mdp, start)
+        if stuck.size:
+            raise ValueError(_improper_message(mdp, stuck, "the starting policy"))
     for _ in range(max_iterations):
         V = policy_evaluation_exact(mdp, deterministic_to_stochastic(mdp, policy))
         Q = q_from_v(mdp, V)

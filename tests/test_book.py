@@ -26,6 +26,12 @@ def test_chapter_1_page_has_figures_widget_and_collapsed_solutions(site):
     page = _chapter_page(site, "01_mdp", "mdp", images=5, answers=7)
     assert "application/vnd.jupyter.widget-view+json" in page  # the explorer's view, beside its embedded state
     assert "1.1875" in page and "0.812" in page  # numbers computed on the page
+    assert "v_2(1) = -1.75, printed -1.8" in page  # Figure 4.1: the tie that S&B print as -1.7
+    assert "k = 2: every greedy action is optimal: False" in page
+    assert "k = 3: every greedy action is optimal: True" in page  # Figure 4.1's greedy policies
+    assert "ValueError: the starting policy is improper: from state(s) 1, 2, 3, 5, 6, 7" in page  # PI from up
+    assert "step reward -0.01, gamma 1.0 : (3,2) ←, (4,1) ↓" in page  # the explorer's regimes
+    assert "step reward -0.04, gamma 0.5 : (2,1) →, (3,1) ↑, (4,1) ↓" in page
 
 
 def test_landing_page_links_every_chapter(site):

@@ -16,7 +16,7 @@ import numpy as np
 from solutions import mdp as ref
 from solutions.envs import TabularMDP, aima_4x3, penguin_on_ice, random_mdp, sutton_barto_4x4
 
-from ._harness import Case, Score, compare_arrays, hidden_rng, run_check
+from ._harness import Case, CheckTimeout, Score, compare_arrays, hidden_rng, run_check
 
 __all__ = [
     "POINTS",
@@ -72,12 +72,23 @@ def _random_policy(rng: np.random.Generator, mdp) -> np.ndarray:
     return rng.dirichlet(np.ones(mdp.n_actions), size=mdp.n_states)
 
 
+class _EvaluationDiverges(Exception):
+    """Raised by the reference ``policy_evaluation`` lent to ``policy_iteration`` when asked to sweep an improper
+    policy at gamma = 1 until convergence: the student's own version would loop forever there."""
+
+
+def _policy_evaluation_helper(mdp, pi, theta=1e-10, max_sweeps=None):
+    if max_sweeps is None and mdp.gamma == 1.0 and not ref.is_proper(mdp, pi):
+        raise _EvaluationDiverges
+    return ref.policy_evaluation(mdp, pi, theta, max_sweeps)
+
+
 #: Earlier exercises that later ones call: while a later one is checked they are the reference, so that one
 #: mistake costs the points of one exercise only.
 _HELPERS = {
     "greedy_policy": {"q_from_v": ref.q_from_v},
     "value_iteration": {"q_from_v": ref.q_from_v},
-    "policy_iteration": {"q_from_v": ref.q_from_v, "policy_evaluation": ref.policy_evaluation},
+    "policy_iteration": {"q_from_v": ref.q_from_v, "policy_evaluation": _policy_evaluation_helper},
 }
 
 
@@ -275,10 +286,24 @@ def _evaluation_sweeps_case(name, mdp, pi, sweeps) -> Case:
         expected = ref.policy_evaluation(mdp, pi, max_sweeps=sweeps)
         diagnoses = [(_bug_evaluation_in_place(mdp, pi, sweeps), _HINT_IN_PLACE)]
         if sweeps < 50:
-            diagnoses.append((ref.policy_evaluation_exact(mdp, pi),
+            diagnoses.append((ref.policy_evaluation(mdp, pi),
                               f"max_sweeps = {sweeps} was ignored: stop after that many sweeps"))
         return compare_arrays(fn(mdp, pi, max_sweeps=sweeps), expected, atol=1e-9,
                               what=f"v_{sweeps}", diagnoses=diagnoses)
+
+    return Case(name, run)
+
+
+def _evaluation_theta_case(name, mdp, pi, theta) -> Case:
+    """Stopping at the first sweep whose largest change is below ``theta``: one sweep more or less is accepted
+    (it changes the values by less than ``theta``); ignoring ``theta`` is not."""
+
+    def run(fn):
+        diagnoses = [(ref.policy_evaluation_exact(mdp, pi),
+                      f"theta = {theta:g} was ignored: stop after the first sweep whose largest change is below "
+                      "theta")]
+        return compare_arrays(fn(mdp, pi, theta=theta), ref.policy_evaluation(mdp, pi, theta=theta), atol=theta,
+                              what=f"V (theta = {theta:g})", diagnoses=diagnoses)
 
     return Case(name, run)
 
@@ -309,10 +334,13 @@ def check_policy_evaluation(fn, hidden: bool = False) -> Score:
     pi_random = _random_policy(np.random.default_rng(1), mdp)
     cases = [
         _evaluation_converged_case("Sutton & Barto Figure 4.1, k = ∞", grid, pi, SB_FIG_4_1, atol=1e-4),
+        _evaluation_sweeps_case("Sutton & Barto Figure 4.1, k = 0: no sweep, v_0 = 0", grid, pi, 0),
         _evaluation_sweeps_case("Sutton & Barto Figure 4.1, k = 1", grid, pi, 1),
         _evaluation_sweeps_case("Sutton & Barto Figure 4.1, k = 2", grid, pi, 2),
         _evaluation_sweeps_case("Sutton & Barto Figure 4.1, k = 3", grid, pi, 3),
         _evaluation_converged_case("a random 7-state MDP, gamma = 0.9", mdp, pi_random),
+        _evaluation_theta_case("4x4 grid-world, theta = 0.01: stop at the first sweep that changes V by less",
+                               grid, pi, 0.01),
     ]
     return _scored("policy_evaluation", fn, cases)
 
@@ -426,6 +454,19 @@ def _vi_sweeps_case(name, mdp, sweeps) -> Case:
     return Case(name, run)
 
 
+def _vi_theta_case(name, mdp, theta) -> Case:
+    """As :func:`_evaluation_theta_case`, for value iteration."""
+
+    def run(fn):
+        diagnoses = [(ref.value_iteration(mdp),
+                      f"theta = {theta:g} was ignored: stop after the first sweep whose largest change is below "
+                      "theta")]
+        return compare_arrays(fn(mdp, theta=theta), ref.value_iteration(mdp, theta=theta), atol=theta,
+                              what=f"V (theta = {theta:g})", diagnoses=diagnoses)
+
+    return Case(name, run)
+
+
 def _vi_converged_case(name, mdp, expected=None, atol=1e-6) -> Case:
     def run(fn):
         target = ref.value_iteration(mdp) if expected is None else expected
@@ -452,6 +493,8 @@ def check_value_iteration(fn, hidden: bool = False) -> Score:
         _vi_converged_case("AIMA 4x3 world, step reward -2", aima_4x3(step_reward=-2.0)),
         _vi_converged_case("a random 7-state MDP, gamma = 0.95",
                            random_mdp(np.random.default_rng(5), 7, 3, 0.95, n_terminal=1)),
+        _vi_theta_case("the same MDP, theta = 0.05: stop at the first sweep that changes V by less",
+                       random_mdp(np.random.default_rng(5), 7, 3, 0.95, n_terminal=1), 0.05),
     ]
     return _scored("value_iteration", fn, cases)
 
@@ -498,13 +541,70 @@ def _tied_mdp():
     return TabularMDP(P, R, 0.9, terminal=terminal)
 
 
+_HINT_IMPROPER = ("with gamma = 1, first check that the starting policy is proper (reaches a terminal state "
+                  "from every state) and raise a ValueError saying it is improper if it is not")
+
+
+def _improper_case(name, mdp, pi0=None) -> Case:
+    """``pi0`` (or the default, action 0 everywhere) is improper and gamma = 1: a ValueError naming the problem."""
+
+    def run(fn):
+        try:
+            fn(mdp) if pi0 is None else fn(mdp, pi0.copy())
+        except (_EvaluationDiverges, CheckTimeout):
+            return (f"you started evaluating the improper starting policy, which never converges at gamma = 1 "
+                    f"(its values fall without bound): {_HINT_IMPROPER}")
+        except np.linalg.LinAlgError as exc:
+            return f"np.linalg failed on the singular Bellman equations ({exc}): {_HINT_IMPROPER}"
+        except RuntimeError as exc:
+            return f"raised RuntimeError({str(exc)[:80]!r}): {_HINT_IMPROPER}"
+        except ValueError as exc:
+            if "proper" not in str(exc).lower():
+                return (f"raised ValueError({str(exc)[:80]!r}): right exception, but the message should say that "
+                        "the starting policy is improper")
+            return None
+        what = "action 0 in every state (the default)" if pi0 is None else "pi0"
+        return (f"returned a result, but {what} is improper and gamma = 1: expected a ValueError"
+                + ("" if pi0 is None else " (did your code start from pi0?)"))
+
+    return Case(name, run)
+
+
+def _gamma_1_random_instance(rng: np.random.Generator) -> TabularMDP:
+    """A random MDP at gamma = 1 in which every step ends the episode with probability at least 0.2."""
+    base = random_mdp(rng, int(rng.integers(4, 9)), int(rng.integers(2, 5)), 1.0, n_terminal=1)
+    P = base.P.copy()
+    P[~base.terminal] *= 0.8
+    P[~base.terminal, :, np.flatnonzero(base.terminal)[0]] += 0.2
+    return TabularMDP(P, base.R, 1.0, terminal=base.terminal)
+
+
+def _improper_random_instance(rng: np.random.Generator):
+    """A random MDP at gamma = 1 with costs on every step, and a starting policy caught in a two-state loop."""
+    base = random_mdp(rng, int(rng.integers(5, 9)), int(rng.integers(2, 4)), 1.0, n_terminal=1)
+    P, R = base.P.copy(), -np.abs(base.R) - 0.1
+    R[base.terminal] = 0.0
+    pi0 = rng.integers(base.n_actions, size=base.n_states)
+    s1, s2 = rng.choice(np.flatnonzero(~base.terminal), size=2, replace=False)
+    P[s1, pi0[s1]] = np.eye(base.n_states)[s2]
+    P[s2, pi0[s2]] = np.eye(base.n_states)[s1]
+    return TabularMDP(P, R, 1.0, terminal=base.terminal), pi0
+
+
 def check_policy_iteration(fn, hidden: bool = False) -> Score:
-    """Check ``policy_iteration(mdp, pi0=None) -> (policy, V)``: an optimal policy and v_*."""
+    """Check ``policy_iteration(mdp, pi0=None) -> (policy, V)``: an optimal policy and v_*, and a ValueError
+    when gamma = 1 and the starting policy is improper."""
     if hidden:
         rng = hidden_rng()
-        cases = [_pi_case(f"random MDP #{i + 1}", mdp) for i, mdp in enumerate(_random_instances(rng, 4))]
+        cases = [_pi_case(f"random MDP #{i + 1}", mdp) for i, mdp in enumerate(_random_instances(rng, 3))]
+        cases.append(_pi_case("random MDP #4, gamma = 1 (every policy ends its episodes)",
+                              _gamma_1_random_instance(rng)))
+        cases.append(_improper_case("random MDP #5, gamma = 1, pi0 caught in a loop: a ValueError",
+                                    *_improper_random_instance(rng)))
         return _scored("policy_iteration", fn, cases)
     aima = aima_4x3()
+    grid = sutton_barto_4x4()
+    down_then_right = np.where(np.arange(grid.n_states) >= 12, 1, 2)  # down, and right along the bottom row
     cases = [
         _pi_case("AIMA 4x3 world, gamma = 1", aima),
         _pi_case("AIMA 4x3 world, step reward -2, starting from 'right' everywhere",
@@ -513,5 +613,11 @@ def check_policy_iteration(fn, hidden: bool = False) -> Score:
                  _tied_mdp()),
         _pi_case("a random 8-state MDP, gamma = 0.9",
                  random_mdp(np.random.default_rng(8), 8, 3, 0.9, n_terminal=1)),
+        _pi_case("4x4 grid-world, gamma = 1, from the proper policy 'down, then right along the bottom row'",
+                 grid, down_then_right),
+        _improper_case("4x4 grid-world, gamma = 1, the default start 'up' everywhere is improper: a ValueError",
+                       grid),
+        _improper_case("AIMA 4x3 world, pi0 = 'left' everywhere is improper: a ValueError",
+                       aima, np.full(aima.n_states, 3)),
     ]
     return _scored("policy_iteration", fn, cases)
