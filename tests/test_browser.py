@@ -1,11 +1,17 @@
-"""The built website in a real browser: headless Chromium (Debian's package, installed by `.ci/run`), driven by
-Playwright. Every page loads with no console error, no failed request and no request leaving the local server;
-math is typeset, images load and internal links resolve. Chapter pages also get a screenshot in
-`_build/screenshots/` to look at."""
+"""The built website in a real browser: headless Chromium driven by Playwright. Every page loads with no console
+error, no failed request and no request leaving the local server; math is typeset, images load and internal links
+resolve. Chapter pages also get a screenshot in `_build/screenshots/` to look at.
+
+The browser is found the usual ways (:func:`find_chromium`). Without one these tests are skipped with a line that
+says how to install one, except under ``CI=true``, where a missing browser is an error (`.ci/run` installs
+Debian's `chromium`).
+"""
 
 import functools
 import http.server
+import os
 import re
+import shutil
 import threading
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
@@ -15,9 +21,12 @@ import pytest
 
 from .conftest import CHAPTERS, ROOT
 
-pytestmark = pytest.mark.slow
-
-CHROMIUM = Path("/usr/bin/chromium")
+#: Executables tried, in order, on PATH: Debian's package, Ubuntu's older one, Google's builds.
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+#: The environment variable that names a Chromium-family executable to use instead.
+CHROMIUM_VARIABLE = "CHROMIUM_EXECUTABLE"
+INSTALL_HINT = ("install one: `apt-get install chromium` (Debian/Ubuntu), or `.venv/bin/python -m playwright "
+                f"install chromium`, or set {CHROMIUM_VARIABLE} to a Chromium or Chrome executable")
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 # Chromium as root, in a sandboxed machine with no network: no sandbox, no GPU, no background connections
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -41,15 +50,40 @@ def server(site):
     httpd.server_close()
 
 
-@pytest.fixture(scope="module")
+def find_chromium(playwright=None) -> tuple[str | None, str]:
+    """The browser to test with, as ``(executable or None, where it was found)``.
+
+    In order: the executable named by ``$CHROMIUM_EXECUTABLE`` (which must exist), a Chromium or Chrome on PATH
+    (:data:`CHROMIUM_NAMES`), then Playwright's own downloaded Chromium (``None`` as the executable: Playwright
+    launches it itself). ``(None, "")`` when there is none.
+    """
+    named = os.environ.get(CHROMIUM_VARIABLE)
+    if named:
+        path = shutil.which(named) or (named if Path(named).is_file() else None)
+        if path is None:
+            raise FileNotFoundError(f"{CHROMIUM_VARIABLE}={named!r} is not an executable")
+        return path, f"${CHROMIUM_VARIABLE}"
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path, "PATH"
+    if playwright is not None and Path(playwright.chromium.executable_path).is_file():
+        return None, "Playwright's own Chromium"
+    return None, ""
+
+
+@pytest.fixture(scope="session")  # session scope: set up (or skipped) before the session-scoped site is built
 def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's package (`apt-get install chromium`; "
-                    ".ci/run does)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        executable, found = find_chromium(playwright)
+        if not found:
+            message = f"no Chromium or Chrome found for the browser tests: {INSTALL_HINT}"
+            if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+                pytest.fail(message + " (under CI a browser is required: .ci/run installs Debian's chromium)")
+            pytest.skip(message)
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 
@@ -99,7 +133,8 @@ def _pages(site):
                   if not path.startswith("_static/"))
 
 
-def test_every_page_loads_cleanly_with_math_images_and_links(site, server, browser):
+@pytest.mark.slow
+def test_every_page_loads_cleanly_with_math_images_and_links(browser, site, server):
     pages = _pages(site)
     assert {f"book/{chapter}/{path.stem}.html" for chapter, path in CHAPTERS.items()} <= set(pages)
     problems = []
@@ -156,8 +191,9 @@ def _resolve(site: Path, server: str, href: str) -> str | None:
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chapter", sorted(CHAPTERS))
-def test_chapter_page_solution_toggle_download_and_screenshot(site, server, browser, chapter):
+def test_chapter_page_solution_toggle_download_and_screenshot(browser, site, server, chapter):
     path = CHAPTERS[chapter]
     visit = PageVisit(browser, server, f"book/{chapter}/{path.stem}.html")
     try:
@@ -190,3 +226,43 @@ def test_chapter_page_solution_toggle_download_and_screenshot(site, server, brow
         assert not visit.errors and not visit.failed and not visit.outside
     finally:
         visit.close()
+
+
+def _fake_executable(folder: Path, name: str) -> Path:
+    path = folder / name
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_find_chromium_looks_at_the_variable_then_path(tmp_path, monkeypatch):
+    monkeypatch.delenv(CHROMIUM_VARIABLE, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert find_chromium() == (None, "")
+    google = _fake_executable(tmp_path, "google-chrome")
+    assert find_chromium() == (str(google), "PATH")
+    debian = _fake_executable(tmp_path, "chromium")
+    assert find_chromium() == (str(debian), "PATH")  # Debian's package comes first
+    (tmp_path / "elsewhere").mkdir()
+    other = _fake_executable(tmp_path / "elsewhere", "my-chrome")
+    monkeypatch.setenv(CHROMIUM_VARIABLE, str(other))
+    assert find_chromium() == (str(other), f"${CHROMIUM_VARIABLE}")
+    monkeypatch.setenv(CHROMIUM_VARIABLE, str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="is not an executable"):
+        find_chromium()
+
+
+def test_without_a_browser_the_tests_skip_with_how_to_install_one_but_fail_under_ci(tmp_path):
+    """Run this file's browser tests in a child pytest with an empty PATH and no Playwright browsers."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", CHROMIUM_VARIABLE)}
+    env.update(PATH=str(tmp_path), PLAYWRIGHT_BROWSERS_PATH=str(tmp_path / "none"))
+    command = [sys.executable, "-m", "pytest", "-rs", "-p", "no:cacheprovider", str(Path(__file__)),
+               "-k", "every_page"]
+    run = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert run.returncode == 0 and "1 skipped" in run.stdout, run.stdout + run.stderr
+    assert "apt-get install chromium" in run.stdout
+    run = subprocess.run(command, capture_output=True, text=True, env={**env, "CI": "true"}, cwd=tmp_path)
+    assert run.returncode != 0 and "under CI a browser is required" in run.stdout, run.stdout + run.stderr
