@@ -105,7 +105,9 @@ def graded(submissions, tmp_path_factory):
     before = tree_digest(submissions)
     out = tmp_path_factory.mktemp("grading")
     run = subprocess.run([sys.executable, "-m", "autograder", "grade", str(submissions), "--out", str(out),
-                          "--timeout", "5", "--seed", "7"], capture_output=True, text=True)
+                          # 15 s a cell: 3x the slowest honest test cell, and between the 10 s after which a check
+                          # stops dave's endless loop and the 20 s its two runs take: the grader interrupts his cell
+                          "--timeout", "15", "--seed", "7"], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     assert tree_digest(submissions) == before, "grading modified the submissions"
     with open(out / "grades.csv") as handle:
@@ -209,7 +211,7 @@ def test_feedback_for_every_student(graded):
 
 
 def validate(path):
-    run = subprocess.run([sys.executable, "-m", "autograder", "validate", str(path), "--timeout", "5"],
+    run = subprocess.run([sys.executable, "-m", "autograder", "validate", str(path), "--timeout", "20"],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     return run.stdout

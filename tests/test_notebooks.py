@@ -123,7 +123,7 @@ def test_chapter_executes_and_the_reference_answers_get_full_marks(chapter, sour
     monkeypatch.setenv("AUTOGRADER_SEED", "2026")
     monkeypatch.setenv("NBGRADER_EXECUTION", "validate")
     nb = nbformat.from_dict(source_nbs[chapter])
-    NotebookClient(nb, timeout=300, kernel_name="python3", skip_cells_with_tag=SKIP_WHEN_GRADING,
+    NotebookClient(nb, timeout=1800, kernel_name="python3", skip_cells_with_tag=SKIP_WHEN_GRADING,
                    resources={"metadata": {"path": str(CHAPTERS[chapter].parent)}}).execute()
     for cell in nb.cells:
         if cell.cell_type != "code":
