@@ -65,7 +65,11 @@ def run_testbed(n_runs: int = 2000, n_steps: int = 1000, k: int = 10, *, epsilon
     of:
 
     * ``epsilon``: epsilon-greedy (ties broken at random). A callable ``epsilon(t)`` of the step t = 1, 2, ...
-      gives a schedule, e.g. ``lambda t: 1 / t`` (greedy in the limit with infinite exploration, GLIE);
+      gives a schedule, e.g. ``lambda t: min(1, 10 / t)``. A bandit has one state, so t is that state's visit
+      count n(s), and c / t is the per-state schedule c / n(s) that makes epsilon-greedy greedy in the limit
+      with infinite exploration (GLIE; Singh et al. 2000). In an MDP the schedule must count visits per state
+      (:func:`solutions.q_learning.td_control_runs`): with a global 1 / t a rarely visited state can stop being
+      explored;
     * ``temperature``: softmax (Boltzmann) choice with probabilities proportional to exp(Q(a) / T);
     * ``c``: upper confidence bounds, argmax Q(a) + c sqrt(ln t / N(a)), untried actions first (S&B eq. 2.10).
 

@@ -1,14 +1,17 @@
 """Deep Q-networks (Chapter 3, last part): Q-learning with a neural network, a replay buffer and a target network.
 
 Mnih et al. (2015), "Human-level control through deep reinforcement learning", Nature 518: the action values
-Q(s, a; theta) come from a network; each environment step stores its transition in a replay buffer, and each
-gradient step fits Q(s, a; theta) on a random minibatch of stored transitions to the target
+Q(s, a; w) come from a network with weights w; each environment step stores its transition in a replay buffer,
+and each gradient step fits Q(s, a; w) on a random minibatch of stored transitions to the target
 
-    y = r + gamma * (1 - terminated) * max_a' Q(s', a'; theta^-),
+    y = r + gamma * (1 - terminated) * max_a' Q(s', a'; w^-),
 
-where theta^- is a copy of theta (the *target network*) refreshed every few hundred steps. Replay breaks up the
-correlation between consecutive samples; the frozen target keeps the regression target from moving with every
-step. We use the Huber loss of the paper's error clipping and Adam (Kingma & Ba, 2015).
+where w^- are the weights of a second network, the *target network*, that follows w slowly. Mnih et al. copy w
+into w^- every C = 10,000 gradient steps. By default we use the soft update of Lillicrap et al. (2016) instead:
+after every environment step, w^- <- (1 - tau) w^- + tau w with tau = 0.005 (:func:`soft_update`);
+``DQNConfig(tau=1.0, target_update=C)`` gives the paper's periodic copy every C environment steps. Replay breaks
+up the correlation between consecutive samples; the slowly moving target keeps the regression target from
+moving with every gradient step. We use the Huber loss of the paper's error clipping and Adam (Kingma & Ba, 2015).
 
 The chapter trains it on Gymnasium's CartPole-v1 (Barto, Sutton & Anderson, 1983): four state variables, two
 actions, reward +1 per step, episodes cut at 500 steps.
@@ -26,11 +29,12 @@ from tqdm.auto import tqdm
 
 from .progress import show_progress
 
-__all__ = ["DQNConfig", "DQNResult", "QNetwork", "ReplayBuffer", "dqn_loss", "evaluate_policy", "train_dqn"]
+__all__ = ["DQNConfig", "DQNResult", "QNetwork", "ReplayBuffer", "dqn_loss", "evaluate_policy", "soft_update",
+           "train_dqn"]
 
 
 class QNetwork(nn.Module):
-    """Q(s, .; theta): a multilayer perceptron from a state to one value per action.
+    """Q(s, .; w): a multilayer perceptron from a state to one value per action.
 
     Args:
         state_dim: length of the state vector.
@@ -98,9 +102,9 @@ def dqn_loss(q_network: nn.Module, target_network: nn.Module, states: torch.Tens
              gamma: float) -> torch.Tensor:
     """The DQN loss on a minibatch (Mnih et al. 2015, Methods, "Training algorithm for deep Q-networks").
 
-    The mean Huber loss (``torch.nn.functional.smooth_l1_loss``) between Q(s_i, a_i; theta) from
-    ``q_network`` and the targets y_i = r_i + gamma * (1 - terminated_i) * max_a' Q(s'_i, a'; theta^-) from
-    ``target_network``. The targets are constants: no gradient flows through them.
+    The mean Huber loss (``torch.nn.functional.smooth_l1_loss``) between Q(s_i, a_i; w) from ``q_network``
+    and the targets y_i = r_i + gamma * (1 - terminated_i) * max_a' Q(s'_i, a'; w^-) from ``target_network``.
+    The targets are constants: no gradient flows through them.
 
     Args:
         q_network, target_network: modules mapping float32 ``(B, d)`` states to ``(B, A)`` values.
@@ -117,6 +121,30 @@ def dqn_loss(q_network: nn.Module, target_network: nn.Module, states: torch.Tens
     with torch.no_grad():
         target = rewards + gamma * (1.0 - terminated) * target_network(next_states).max(dim=1).values
     return nn.functional.smooth_l1_loss(q, target)
+
+
+def soft_update(target_network: nn.Module, q_network: nn.Module, tau: float) -> None:
+    """Move the target network's weights a fraction ``tau`` towards the online ones, in place (Lillicrap et al.
+    2016, Algorithm 1): w^- <- (1 - tau) w^- + tau w, parameter by parameter, without recording gradients.
+
+    ``tau = 1`` copies w into w^- (the periodic update of Mnih et al. 2015).
+
+    Args:
+        target_network: the network with weights w^-, updated in place.
+        q_network: the online network with weights w (same architecture).
+        tau: the fraction, in ``(0, 1]``.
+
+    Raises:
+        ValueError: if ``tau`` is outside ``(0, 1]`` or the networks' parameters differ in number or shape.
+    """
+    if not 0.0 < tau <= 1.0:
+        raise ValueError(f"tau must lie in (0, 1]; got {tau}")
+    target_params, online_params = list(target_network.parameters()), list(q_network.parameters())
+    if [p.shape for p in target_params] != [p.shape for p in online_params]:
+        raise ValueError("the target network and the online network must have parameters of the same shapes")
+    with torch.no_grad():
+        for target_param, param in zip(target_params, online_params):
+            target_param.lerp_(param, tau)  # target_param + tau * (param - target_param)
 
 
 def evaluate_policy(q_network: nn.Module, n_episodes: int = 20, seed: int = 0,
@@ -152,8 +180,8 @@ class DQNConfig:
     learning_starts: int = 1_000  #: steps of random play before the first gradient step
     train_every: int = 2  #: environment steps between training phases
     gradient_steps: int = 1  #: gradient steps in each training phase
-    target_update: int = 1  #: environment steps between updates of theta^-
-    tau: float = 0.005  #: each update sets theta^- <- tau theta + (1 - tau) theta^- (1: a plain copy)
+    target_update: int = 1  #: environment steps between updates of the target network's weights w^-
+    tau: float = 0.005  #: each update sets w^- <- (1 - tau) w^- + tau w (1: a plain copy, as in Mnih et al.)
     epsilon_start: float = 1.0
     epsilon_end: float = 0.05
     epsilon_decay_steps: int = 10_000  #: epsilon falls linearly from start to end over these steps
@@ -200,7 +228,6 @@ def train_dqn(seed: int, config: DQNConfig | None = None, env_id: str = "CartPol
     target_network = QNetwork(state_dim, n_actions, config.hidden)
     target_network.load_state_dict(q_network.state_dict())
     optimizer = torch.optim.Adam(q_network.parameters(), lr=config.learning_rate, foreach=True)
-    online_params, target_params = list(q_network.parameters()), list(target_network.parameters())
     buffer = ReplayBuffer(config.buffer_size, state_dim)
     result = DQNResult(q_network)
     state, _ = env.reset(seed=seed)
@@ -230,8 +257,7 @@ def train_dqn(seed: int, config: DQNConfig | None = None, env_id: str = "CartPol
                 loss.backward()
                 optimizer.step()
         if step % config.target_update == 0:
-            with torch.no_grad():
-                torch._foreach_lerp_(target_params, online_params, config.tau)  # every theta^- at once
+            soft_update(target_network, q_network, config.tau)
         if step % config.eval_every == 0:
             result.eval_steps.append(step)
             result.eval_returns.append(evaluate_policy(q_network, config.eval_episodes, seed=10_000 + step,

@@ -2,14 +2,16 @@
 
 Sutton & Barto (2018): epsilon-greedy action selection (Section 2.2), softmax (Boltzmann) action probabilities
 (Section 2.8 and Section 13.1), SARSA (Section 6.4, eq. 6.7), Q-learning (Section 6.5, eq. 6.8), semi-gradient
-Q-learning with linear features (Sections 9.4 and 10.1) and tile coding (Section 9.5.4). Chapter 2 uses the
-tabular pieces inside model-based agents and Dyna-Q; Chapter 3 is about them.
+Q-learning with linear features (the semi-gradient update of Section 9.3 with Q-learning's target, in place of the
+episodic semi-gradient SARSA of Section 10.1) and tile coding (Section 9.5.4). Chapter 2 uses the tabular pieces
+inside model-based agents and Dyna-Q; Chapter 3 is about them.
 
 Action values are a float array ``Q`` of shape ``(S, A)``; ``Q[s]`` holds the values of state ``s``'s actions.
 """
 
 from __future__ import annotations
 
+from typing import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -81,7 +83,7 @@ def epsilon_greedy_rows(q: np.ndarray, epsilon: float, rng: np.random.Generator)
 
     Args:
         q: float array ``(n, A)``; row i holds the action values of the i-th run's current state.
-        epsilon: exploration probability in ``[0, 1]``.
+        epsilon: exploration probability in ``[0, 1]``, one for all rows or a float array ``(n,)``, one per row.
         rng: the random generator.
 
     Returns:
@@ -157,17 +159,20 @@ def sarsa_update(Q: np.ndarray, s: int, a: int, r: float, s_next: int, a_next: i
     Q[s, a] += alpha * (target - Q[s, a])
 
 
-def semi_gradient_q_update(theta: np.ndarray, features: np.ndarray, next_features: np.ndarray, r: float,
+def semi_gradient_q_update(w: np.ndarray, features: np.ndarray, next_features: np.ndarray, r: float,
                            terminated: bool, alpha: float, gamma: float) -> float:
-    """One semi-gradient Q-learning update of linear weights ``theta``, in place (S&B Sections 9.3, 10.1).
+    """One semi-gradient Q-learning update of linear weights ``w``, in place.
 
-    With Q_theta(s, a) = theta . f(s, a): the TD error
-    delta = r + gamma max_a' theta . f(s', a') - theta . f(s, a) (just r - theta . f(s, a) when s' is
-    terminal), then theta <- theta + alpha delta f(s, a). "Semi-gradient": the target also depends on theta,
-    but is treated as a constant, so only the gradient of Q_theta(s, a), which is f(s, a), appears.
+    With q(s, a, w) = w . f(s, a): the TD error
+    delta = r + gamma max_a' w . f(s', a') - w . f(s, a) (just r - w . f(s, a) when s' is terminal), then
+    w <- w + alpha delta f(s, a). "Semi-gradient" (S&B Section 9.3): the target also depends on w, but is
+    treated as a constant, so only the gradient of q(s, a, w), which is f(s, a), appears. S&B's control
+    algorithm with this update (Section 10.1) is episodic semi-gradient SARSA, whose target is q(s', a', w) of
+    the next action taken; this is the same update with Q-learning's target. Off-policy, bootstrapping and
+    function approximation together (the "deadly triad", S&B Section 11.3) can make the weights diverge.
 
     Args:
-        theta: float array ``(d,)``, updated in place.
+        w: float array ``(d,)``, the weights, updated in place.
         features: float array ``(d,)``, f(s, a).
         next_features: float array ``(A, d)``, f(s', a') for every action a' (ignored when ``terminated``).
         r: the reward.
@@ -177,10 +182,16 @@ def semi_gradient_q_update(theta: np.ndarray, features: np.ndarray, next_feature
 
     Returns:
         The TD error delta (a float).
+
+    Raises:
+        ValueError: if ``w`` or ``features`` is not ``(d,)`` or ``next_features`` is not ``(A, d)``.
     """
-    target = r if terminated else r + gamma * np.max(next_features @ theta)
-    delta = target - features @ theta
-    theta += alpha * delta * features
+    if w.ndim != 1 or features.shape != w.shape or next_features.ndim != 2 or next_features.shape[1] != w.size:
+        raise ValueError(f"w and features must have shape (d,) and next_features (A, d); got {w.shape}, "
+                         f"{features.shape} and {next_features.shape}")
+    target = r if terminated else r + gamma * np.max(next_features @ w)
+    delta = target - features @ w
+    w += alpha * delta * features
     return float(delta)
 
 
@@ -219,8 +230,9 @@ def q_learning(env: gym.Env, n_episodes: int, alpha: float, epsilon: float, gamm
 
 
 def td_control_runs(mdp: TabularMDP, method: str, n_runs: int = 50, n_episodes: int = 500, alpha: float = 0.5,
-                    epsilon: float = 0.1, gamma: float | None = None, seed: int = 0,
-                    max_steps: int = 100_000, progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    epsilon: float | Callable[[np.ndarray], np.ndarray] = 0.1, gamma: float | None = None,
+                    seed: int = 0, max_steps: int = 100_000,
+                    progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``n_runs`` independent runs of epsilon-greedy Q-learning or SARSA, computed together (S&B Example 6.6).
 
     Each run starts with Q = 0 and follows S&B's boxes: Q-learning (Section 6.5) chooses each action from the
@@ -232,7 +244,13 @@ def td_control_runs(mdp: TabularMDP, method: str, n_runs: int = 50, n_episodes: 
         mdp: the environment; episodes start from ``mdp.initial`` and end at a terminal state.
         method: ``"q-learning"`` or ``"sarsa"``.
         n_runs, n_episodes: how many runs, and episodes in each.
-        alpha, epsilon: step size and exploration probability.
+        alpha: step size.
+        epsilon: the exploration probability, or a per-state schedule: a function of the int array of visit
+            counts n(s) = 1, 2, ... (how often each run has been in its current state, this visit included)
+            returning the probabilities, e.g. ``lambda n: 0.5 / n``. With c / n(s), 0 < c < 1, epsilon-greedy is
+            greedy in the limit with infinite exploration (GLIE; Singh et al. 2000): every action keeps being
+            tried in every state visited again and again. A schedule of the global step t, such as 1 / t, can
+            stop exploring a rarely visited state, whose epsilon falls between its visits.
         gamma: discount factor (default ``mdp.gamma``).
         seed: seed of the random generator.
         max_steps: an episode is cut after this many steps.
@@ -243,10 +261,12 @@ def td_control_runs(mdp: TabularMDP, method: str, n_runs: int = 50, n_episodes: 
         final values, float array ``(n_runs, S, A)``.
 
     Raises:
-        ValueError: for an unknown ``method``.
+        ValueError: for an unknown ``method``, or an exploration probability outside ``[0, 1]``.
     """
     if method not in ("q-learning", "sarsa"):
         raise ValueError(f"method must be 'q-learning' or 'sarsa'; got {method!r}")
+    if not callable(epsilon) and not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon must lie in [0, 1]; got {epsilon}")
     gamma = mdp.gamma if gamma is None else gamma
     rng = np.random.default_rng(seed)
     S, A = mdp.n_states, mdp.n_actions
@@ -255,12 +275,20 @@ def td_control_runs(mdp: TabularMDP, method: str, n_runs: int = 50, n_episodes: 
     returns = np.zeros((n_runs, n_episodes))
     steps = np.zeros(n_runs, dtype=np.int64)
     episode = np.zeros(n_runs, dtype=np.int64)
+    visits = np.zeros((n_runs, S), dtype=np.int64)  # n(s) of each run, counted on arrival in s
 
     def choose(runs, states):
-        return epsilon_greedy_rows(Q[runs, states], epsilon, rng)
+        if not callable(epsilon):
+            return epsilon_greedy_rows(Q[runs, states], epsilon, rng)
+        eps = np.broadcast_to(np.asarray(epsilon(visits[runs, states]), dtype=np.float64), runs.shape)
+        if not np.all((eps >= 0.0) & (eps <= 1.0)):
+            raise ValueError(f"the epsilon schedule must return probabilities in [0, 1]; got {eps.min()} to "
+                             f"{eps.max()}")
+        return epsilon_greedy_rows(Q[runs, states], eps, rng)
 
     all_runs = np.arange(n_runs)
     s = rng.choice(S, size=n_runs, p=mdp.initial)
+    visits[all_runs, s] += 1
     a = choose(all_runs, s)
     bar = tqdm(total=n_runs * n_episodes, desc=method, disable=not show_progress(progress), leave=False)
     while True:
@@ -273,6 +301,7 @@ def td_control_runs(mdp: TabularMDP, method: str, n_runs: int = 50, n_episodes: 
         s_next = (rng.random(runs.size)[:, None] < cumulative[state, action]).argmax(axis=1)
         r = mdp.R[state, action]
         done = mdp.terminal[s_next]
+        visits[runs, s_next] += 1
         a_next = choose(runs, s_next)
         if method == "sarsa":
             bootstrap = Q[runs, s_next, a_next]
@@ -289,6 +318,7 @@ def td_control_runs(mdp: TabularMDP, method: str, n_runs: int = 50, n_episodes: 
         bar.update(ended.size)
         if ended.size:
             s[ended] = rng.choice(S, size=ended.size, p=mdp.initial)
+            visits[ended, s[ended]] += 1
             a[ended] = choose(ended, s[ended])
 
 
@@ -351,10 +381,13 @@ def linear_q_learning_mountain_car(n_episodes: int, seed: int, alpha: float = 0.
                                    max_steps: int = 5_000, progress: bool | None = None):
     """Semi-gradient Q-learning with tile coding on Gymnasium's MountainCar (S&B Example 10.1).
 
-    Q_theta(s, a) = theta . f(s, a), where f(s, a) puts the tile-coding features of s (position, velocity;
+    q(s, a, w) = w . f(s, a), where f(s, a) puts the tile-coding features of s (position, velocity;
     :class:`TileCoder`) in the block of action a; every step applies :func:`semi_gradient_q_update`. With
-    theta = 0 and rewards of -1 per step, the initial values are optimistic, so even greedy behaviour
-    (epsilon = 0, as in the book's example) explores.
+    w = 0 and rewards of -1 per step, the initial values are optimistic, so even greedy behaviour
+    (epsilon = 0, as in the book's example) explores. S&B's Example 10.1 runs semi-gradient SARSA; with
+    epsilon = 0 the behaviour is greedy, so Q-learning's target max_a' q(s', a', w) is the value of the action
+    the agent prefers in s' when the target is formed, and the two differ only in when the next action is chosen
+    (here after the update, in SARSA before it).
 
     Args:
         n_episodes: number of episodes.
@@ -367,27 +400,27 @@ def linear_q_learning_mountain_car(n_episodes: int, seed: int, alpha: float = 0.
         progress: show a tqdm bar (default: :func:`~solutions.progress.show_progress`).
 
     Returns:
-        ``(steps, theta, coder)``: int array ``(n_episodes,)`` of steps per episode, the weights ``(3 * d,)``
-        and the :class:`TileCoder` (to evaluate Q_theta afterwards).
+        ``(steps, w, coder)``: int array ``(n_episodes,)`` of steps per episode, the weights ``(3 * d,)``
+        and the :class:`TileCoder` (to evaluate q(s, a, w) afterwards).
     """
     env = gym.make("MountainCar-v0", max_episode_steps=max_steps)
     rng = np.random.default_rng(seed)
     coder = TileCoder(env.observation_space.low, env.observation_space.high, n_tilings, n_tiles)
     n_actions = int(env.action_space.n)
-    theta = np.zeros(n_actions * coder.n_features)
+    w = np.zeros(n_actions * coder.n_features)
     steps = np.zeros(n_episodes, dtype=np.int64)
     env.reset(seed=seed)  # seeds the environment's generator; each episode below starts with a fresh reset
     for episode in tqdm(range(n_episodes), desc=f"MountainCar seed {seed}", disable=not show_progress(progress)):
         state, _ = env.reset()
         f_all = _action_features(coder.features(state), n_actions)
         for step in range(1, max_steps + 1):
-            a = epsilon_greedy(f_all @ theta, epsilon, rng)
+            a = epsilon_greedy(f_all @ w, epsilon, rng)
             state, r, terminated, truncated, _ = env.step(a)
             f_next = _action_features(coder.features(state), n_actions)
-            semi_gradient_q_update(theta, f_all[a], f_next, r, terminated, alpha, gamma)
+            semi_gradient_q_update(w, f_all[a], f_next, r, terminated, alpha, gamma)
             f_all = f_next
             if terminated or truncated:
                 break
         steps[episode] = step
     env.close()
-    return steps, theta, coder
+    return steps, w, coder

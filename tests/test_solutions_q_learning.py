@@ -1,5 +1,6 @@
 """Chapter 3's reference code: the textbook reproductions (S&B Figure 2.2, Example 6.6) and the pieces."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -51,6 +52,25 @@ def test_q_learning_finds_the_dungeon_policy_and_alpha_one_does_not():
     assert np.array_equal(learned[0.1][live].argmax(axis=1), Q_star[live].argmax(axis=1))
     assert np.abs(learned[0.1] - Q_star)[live].max() < 3
     assert not np.array_equal(learned[1.0][live].argmax(axis=1), Q_star[live].argmax(axis=1))
+
+
+def test_q_learning_bootstraps_through_a_time_limit(monkeypatch):
+    """An episode cut by a time limit (truncated) must not be treated as ending in a terminal state."""
+    flags = []
+    update = ql.q_learning_update
+
+    def spy(Q, s, a, r, s_next, terminated, alpha, gamma):
+        flags.append((s_next, terminated))
+        update(Q, s, a, r, s_next, terminated, alpha, gamma)
+
+    monkeypatch.setattr(ql, "q_learning_update", spy)
+    env = gym.wrappers.TimeLimit(DungeonEnv(), max_episode_steps=1)  # every episode is cut after one step
+    env.reset(seed=0)
+    ql.q_learning(env, 200, 0.1, 0.5, 0.9, np.random.default_rng(0), progress=False)
+    assert len(flags) == 200  # one update per episode
+    terminal = dungeon().terminal
+    assert all(terminated == terminal[s_next] for s_next, terminated in flags)
+    assert sum(not terminated for _, terminated in flags) > 100  # most episodes were truncated, not terminated
 
 
 # ------------------------------------------------------------------------------------------------- exploration
@@ -140,6 +160,41 @@ def test_q_learning_walks_the_edge_and_sarsa_keeps_away(cliff_runs):
     assert min(s // 12 for s in sarsa_path) <= 1  # further from the edge
 
 
+def test_a_constant_epsilon_schedule_gives_the_constant_epsilon_run_and_sees_per_state_counts():
+    cliff = cliff_walking()
+    counts = []
+
+    def schedule(n):
+        counts.append(n.copy())
+        return np.full(n.shape, 0.1)
+
+    for method in ("sarsa", "q-learning"):
+        counts.clear()
+        fixed = ql.td_control_runs(cliff, method, n_runs=4, n_episodes=30, seed=5, progress=False)
+        scheduled = ql.td_control_runs(cliff, method, n_runs=4, n_episodes=30, epsilon=schedule, seed=5,
+                                       progress=False)
+        assert all(np.array_equal(x, y) for x, y in zip(fixed, scheduled))  # same draws, same values
+        assert counts[0].tolist() == [1, 1, 1, 1]  # the first visit of each run to its start state
+        assert max(c.max() for c in counts) > 30  # the start state is visited at least once per episode
+        assert any(np.any(c == 1) for c in counts[1:])  # first visits to other states: counts per state, not time
+
+
+def test_glie_per_state_schedule_ends_near_optimal_returns():
+    """With epsilon(s) = 0.5 / n(s) (GLIE, Singh et al. 2000) exploration dies out: Q-learning's episodes end
+    near the optimal -13, where a constant epsilon = 0.1 keeps paying for its exploration (about -50)."""
+    cliff = cliff_walking()
+    glie, _ = ql.td_control_runs(cliff, "q-learning", n_runs=10, n_episodes=300, epsilon=lambda n: 0.5 / n,
+                                 seed=2, progress=False)
+    constant, _ = ql.td_control_runs(cliff, "q-learning", n_runs=10, n_episodes=300, epsilon=0.1, seed=2,
+                                     progress=False)
+    assert -14.0 <= glie[:, -100:].mean() <= -13.0
+    assert constant[:, -100:].mean() < -35.0
+    with pytest.raises(ValueError, match="epsilon"):
+        ql.td_control_runs(cliff, "sarsa", n_runs=2, n_episodes=2, epsilon=lambda n: 2.0 / n, progress=False)
+    with pytest.raises(ValueError, match="epsilon"):
+        ql.td_control_runs(cliff, "sarsa", n_runs=2, n_episodes=2, epsilon=1.5, progress=False)
+
+
 def test_sarsa_update_uses_the_next_action():
     Q = np.array([[0.0, 0.0], [1.0, 5.0]])
     ql.sarsa_update(Q, 0, 0, 1.0, 1, 0, False, 0.5, 0.9)
@@ -154,14 +209,41 @@ def test_semi_gradient_update_with_one_hot_features_is_the_tabular_update():
     rng = np.random.default_rng(0)
     S, A = 5, 3
     Q = rng.normal(size=(S, A))
-    theta = Q.ravel().copy()
+    w = Q.ravel().copy()
     eye = np.eye(S * A)
     for _ in range(50):
         s, a, s_next = rng.integers(S), rng.integers(A), rng.integers(S)
         r, terminated = rng.normal(), bool(rng.random() < 0.2)
         ql.q_learning_update(Q, s, a, r, s_next, terminated, 0.3, 0.9)
-        ql.semi_gradient_q_update(theta, eye[s * A + a], eye[s_next * A:(s_next + 1) * A], r, terminated, 0.3, 0.9)
-    assert np.allclose(theta, Q.ravel())
+        ql.semi_gradient_q_update(w, eye[s * A + a], eye[s_next * A:(s_next + 1) * A], r, terminated, 0.3, 0.9)
+    assert np.allclose(w, Q.ravel())
+
+
+def test_semi_gradient_update_takes_w_and_rejects_mismatched_shapes():
+    w = np.array([0.5, -1.0, 2.0])
+    delta = ql.semi_gradient_q_update(w=w, features=np.array([1.0, 0.0, 1.0]),
+                                      next_features=np.array([[0.0, 1.0, 0.0], [1.0, 1.0, 0.0]]), r=1.0,
+                                      terminated=False, alpha=0.1, gamma=0.9)
+    assert delta == pytest.approx(1.0 + 0.9 * -0.5 - 2.5)
+    assert np.allclose(w, [0.5 + 0.1 * delta, -1.0, 2.0 + 0.1 * delta])
+    with pytest.raises(ValueError, match="next_features"):
+        ql.semi_gradient_q_update(np.zeros(3), np.zeros(3), np.zeros((2, 4)), 0.0, False, 0.1, 0.9)
+    with pytest.raises(ValueError, match="features"):
+        ql.semi_gradient_q_update(np.zeros(3), np.zeros(2), np.zeros((2, 3)), 0.0, False, 0.1, 0.9)
+
+
+def test_mountain_car_bootstraps_through_the_time_limit(monkeypatch):
+    flags = []
+    update = ql.semi_gradient_q_update
+
+    def spy(w, features, next_features, r, terminated, alpha, gamma):
+        flags.append(terminated)
+        return update(w, features, next_features, r, terminated, alpha, gamma)
+
+    monkeypatch.setattr(ql, "semi_gradient_q_update", spy)
+    steps, _, _ = ql.linear_q_learning_mountain_car(2, seed=0, max_steps=40, progress=False)
+    assert steps.tolist() == [40, 40]  # both episodes cut by the time limit: the flag is never reached in 40 steps
+    assert len(flags) == 80 and not any(flags)
 
 
 def test_tile_coder_activates_one_tile_per_tiling_and_neighbours_share():
@@ -179,11 +261,11 @@ def test_tile_coder_activates_one_tile_per_tiling_and_neighbours_share():
 
 @pytest.mark.slow
 def test_mountain_car_learns_with_tile_coding():
-    steps, theta, coder = ql.linear_q_learning_mountain_car(60, seed=0, progress=False)
+    steps, w, coder = ql.linear_q_learning_mountain_car(60, seed=0, progress=False)
     assert steps[0] > 500 and steps[-10:].mean() < 250  # S&B Figure 10.2: from ~1000 steps to ~150-200
-    assert theta.shape == (3 * coder.n_features,)
+    assert w.shape == (3 * coder.n_features,)
     start = coder.active_tiles(np.array([-0.5, 0.0]))  # the valley, at rest: many steps to go, all values < 0
-    q_start = [theta[a * coder.n_features:(a + 1) * coder.n_features][start].sum() for a in range(3)]
+    q_start = [w[a * coder.n_features:(a + 1) * coder.n_features][start].sum() for a in range(3)]
     assert max(q_start) < -20
 
 
@@ -223,3 +305,46 @@ def test_train_dqn_runs_and_evaluates():
     assert all(1 <= r <= 500 for r in result.eval_returns)
     assert sum(result.episode_returns) <= 1500 and result.episode_ends == sorted(result.episode_ends)
     assert result.first_step_reaching(1e9) is None
+
+
+def test_soft_update_moves_the_target_weights_a_fraction_tau_and_tau_one_copies():
+    torch.manual_seed(0)
+    online, target = dqn.QNetwork(4, 2, 8), dqn.QNetwork(4, 2, 8)
+    before = [p.detach().clone() for p in target.parameters()]
+    dqn.soft_update(target, online, 0.25)
+    for old, new, w in zip(before, target.parameters(), online.parameters()):
+        assert torch.allclose(new, 0.75 * old + 0.25 * w, atol=1e-7)
+        assert new.grad is None
+    dqn.soft_update(target, online, 1.0)
+    assert all(torch.equal(a, b) for a, b in zip(target.parameters(), online.parameters()))
+    with pytest.raises(ValueError, match="tau"):
+        dqn.soft_update(target, online, 0.0)
+    with pytest.raises(ValueError, match="shapes"):
+        dqn.soft_update(dqn.QNetwork(4, 3, 8), online, 0.5)
+
+
+def test_train_dqn_updates_the_target_network_as_configured_and_stores_truncation_as_not_terminal(monkeypatch):
+    """Soft updates every `target_update` steps; an episode cut by the time limit is stored with terminated = 0."""
+    taus, stored = [], []
+    soft_update, add, make = dqn.soft_update, dqn.ReplayBuffer.add, gym.make
+
+    def spy_update(target_network, q_network, tau):
+        taus.append(tau)
+        soft_update(target_network, q_network, tau)
+
+    def spy_add(self, state, action, reward, next_state, terminated):
+        stored.append(bool(terminated))
+        add(self, state, action, reward, next_state, terminated)
+
+    monkeypatch.setattr(dqn, "soft_update", spy_update)
+    monkeypatch.setattr(dqn.ReplayBuffer, "add", spy_add)
+    monkeypatch.setattr(gym, "make", lambda env_id, **kwargs: make(env_id, max_episode_steps=6))
+    config = dqn.DQNConfig(n_steps=300, learning_starts=100, target_update=3, tau=0.5, eval_every=10_000,
+                           hidden=8)
+    result = dqn.train_dqn(0, config, progress=False)
+    assert taus == [0.5] * 100
+    assert len(stored) == 300
+    ends = np.array(result.episode_ends) - 1  # the index of each episode's last transition
+    lengths = np.diff(np.concatenate([[0], result.episode_ends]))
+    truncated = ends[lengths == 6]  # CartPole does not fall within 6 steps from its start
+    assert truncated.size > 20 and not any(stored[i] for i in truncated)
