@@ -81,6 +81,12 @@ def _names(source: str) -> tuple[set[str], set[str]]:
             bound.add(node.arg)
         elif isinstance(node, ast.alias):
             bound.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            bound.update(node.names)
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            bound.add(node.name)
     return bound, read
 
 
@@ -93,6 +99,12 @@ def _needed_from_skipped_cells(cells) -> set[str]:
             kept_bound |= bound
             kept_read |= read
     return kept_read - kept_bound
+
+
+def test_names_sees_every_way_a_cell_binds_a_name():
+    bound, read = _names("try:\n    f(x)\nexcept ValueError as error:\n    print(error)\n"
+                         "match y:\n    case [first, *rest]:\n        pass\n")
+    assert {"error", "first", "rest"} <= bound and {"f", "x", "y", "print"} <= read
 
 
 @pytest.mark.parametrize("chapter", sorted(CHAPTERS))
