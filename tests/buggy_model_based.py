@@ -84,6 +84,37 @@ def ce_never_stops(n, R_hat, gamma, terminal, theta=1e-10):
     return Q
 
 
+def ce_ignoring_theta(n, R_hat, gamma, terminal, theta=1e-10):
+    totals = n.sum(axis=2, keepdims=True)
+    P = np.divide(n, totals, out=np.zeros(n.shape), where=totals > 0)
+    seen = totals[..., 0] > 0
+    Q = np.zeros(R_hat.shape)
+    for _ in range(2000):  # "enough sweeps to converge"
+        V = np.where(seen, Q, -np.inf).max(axis=1)
+        V[~seen.any(axis=1) | terminal] = 0.0
+        Q = np.where(seen, R_hat + gamma * P @ V, 0.0)
+    return Q
+
+
+def ce_gauss_seidel(n, R_hat, gamma, terminal, theta=1e-10):
+    totals = n.sum(axis=2)
+    seen = totals > 0
+    Q = np.zeros(R_hat.shape)
+    while True:
+        delta = 0.0
+        for s in range(Q.shape[0]):
+            for a in range(Q.shape[1]):
+                if not seen[s, a]:
+                    continue
+                V = np.array([Q[t][seen[t]].max() if seen[t].any() and not terminal[t] else 0.0
+                              for t in range(Q.shape[0])])
+                new = R_hat[s, a] + gamma * (n[s, a] / totals[s, a]) @ V
+                delta = max(delta, abs(new - Q[s, a]))
+                Q[s, a] = new
+        if delta < theta:
+            return Q
+
+
 def planning_any_pair(Q, model, alpha, gamma, rng):
     s = rng.integers(Q.shape[0])
     a = rng.integers(Q.shape[1])
@@ -151,6 +182,53 @@ def episode_without_model(env, Q, model, n_planning, alpha, epsilon, gamma, rng,
     return max_steps
 
 
+def episode_ignoring_truncated(env, Q, model, n_planning, alpha, epsilon, gamma, rng, max_steps=100_000):
+    s, _ = env.reset()
+    for step in range(1, max_steps + 1):
+        a = epsilon_greedy(Q[s], epsilon, rng)
+        s_next, r, terminated, truncated, _ = env.step(a)
+        q_learning_update(Q, s, a, r, s_next, terminated, alpha, gamma)
+        model[(s, a)] = (r, s_next, terminated)
+        for _ in range(n_planning):
+            _reference_planning(Q, model, alpha, gamma, rng)
+        s = s_next
+        if terminated:
+            return step
+    return max_steps
+
+
+def episode_truncated_as_terminated(env, Q, model, n_planning, alpha, epsilon, gamma, rng, max_steps=100_000):
+    s, _ = env.reset()
+    for step in range(1, max_steps + 1):
+        a = epsilon_greedy(Q[s], epsilon, rng)
+        s_next, r, terminated, truncated, _ = env.step(a)
+        done = terminated or truncated
+        q_learning_update(Q, s, a, r, s_next, done, alpha, gamma)
+        model[(s, a)] = (r, s_next, done)
+        for _ in range(n_planning):
+            _reference_planning(Q, model, alpha, gamma, rng)
+        s = s_next
+        if done:
+            return step
+    return max_steps
+
+
+def episode_without_max_steps(env, Q, model, n_planning, alpha, epsilon, gamma, rng, max_steps=100_000):
+    s, _ = env.reset()
+    step = 0
+    while True:
+        step += 1
+        a = epsilon_greedy(Q[s], epsilon, rng)
+        s_next, r, terminated, truncated, _ = env.step(a)
+        q_learning_update(Q, s, a, r, s_next, terminated, alpha, gamma)
+        model[(s, a)] = (r, s_next, terminated)
+        for _ in range(n_planning):
+            _reference_planning(Q, model, alpha, gamma, rng)
+        s = s_next
+        if terminated or truncated:
+            return step
+
+
 def step_without_zero_grad(model, optimizer, states, actions, next_states):
     predicted = model(torch.cat([states, one_hot(actions, model.n_actions)], dim=1))
     loss = ((predicted - (next_states - states)) ** 2).mean()
@@ -185,6 +263,24 @@ def step_without_update(model, optimizer, states, actions, next_states):
     return loss.item()
 
 
+def step_clearing_gradients_after(model, optimizer, states, actions, next_states):
+    predicted = model(torch.cat([states, one_hot(actions, model.n_actions)], dim=1))
+    loss = torch.nn.functional.mse_loss(predicted, next_states - states)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.item()
+
+
+def step_returning_the_tensor(model, optimizer, states, actions, next_states):
+    predicted = model(torch.cat([states, one_hot(actions, model.n_actions)], dim=1))
+    loss = torch.nn.functional.mse_loss(predicted, next_states - states)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 BUGGY = [
     ("update_model", update_dividing_first, "before counting this transition"),
     ("update_model", update_with_next_state_count, "as the count"),
@@ -195,14 +291,21 @@ BUGGY = [
     ("certainty_equivalent_q", ce_max_over_all_actions, "tried actions only"),
     ("certainty_equivalent_q", ce_bootstraps_from_terminal, "terminal"),
     ("certainty_equivalent_q", ce_never_stops, "did not return"),
+    ("certainty_equivalent_q", ce_ignoring_theta, "you ignored theta"),
+    ("certainty_equivalent_q", ce_gauss_seidel, "Gauss-Seidel"),
     ("dyna_q_planning_step", planning_any_pair, "among all pairs"),
     ("dyna_q_planning_step", planning_bootstraps_from_terminal, "terminal"),
     ("dyna_q_planning_step", planning_without_step_size, "step alpha"),
     ("dyna_q_episode", episode_without_planning, "without planning"),
     ("dyna_q_episode", episode_planning_before_storing, "order"),
     ("dyna_q_episode", episode_without_model, "model is still empty"),
+    ("dyna_q_episode", episode_ignoring_truncated, "went on after truncated was True"),
+    ("dyna_q_episode", episode_truncated_as_terminated, "treated truncated like terminated"),
+    ("dyna_q_episode", episode_without_max_steps, "past max_steps"),
     ("model_gradient_step", step_without_zero_grad, "optimizer.zero_grad()"),
     ("model_gradient_step", step_predicting_next_state, "not next_states"),
     ("model_gradient_step", step_summed_loss, "do not sum"),
     ("model_gradient_step", step_without_update, "call optimizer.step()"),
+    ("model_gradient_step", step_clearing_gradients_after, "left over from before the call"),
+    ("model_gradient_step", step_returning_the_tensor, "Python float"),
 ]

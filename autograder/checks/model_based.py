@@ -16,11 +16,13 @@ import copy
 
 import numpy as np
 import torch
+from gymnasium.wrappers import TimeLimit
 
 from solutions import model_based as ref
 from solutions.envs import TabularMDPEnv, aima_4x3, dyna_maze, random_mdp
 from solutions.envs.continuous import transition
 from solutions.learned_models import DynamicsModel, model_gradient_step, one_hot
+from solutions.q_learning import epsilon_greedy, q_learning_update
 
 from ._harness import Case, Score, compare_arrays, hidden_rng, run_check
 
@@ -97,30 +99,38 @@ def _bug_last_reward(n, R_hat, s, a, r, s_next):
     R_hat[s, a] = r
 
 
-def _replay(update, stream, n_states, n_actions):
-    n = np.zeros((n_states, n_actions, n_states), dtype=np.int64)
-    R_hat = np.zeros((n_states, n_actions))
+def _replay(update, stream, n_states, n_actions, start=None):
+    """Feed ``stream`` to ``update``, from empty arrays or from copies of ``start = (n, R_hat)``."""
+    if start is None:
+        n = np.zeros((n_states, n_actions, n_states), dtype=np.int64)
+        R_hat = np.zeros((n_states, n_actions))
+    else:
+        n, R_hat = start[0].copy(), start[1].copy()
     results = [update(n, R_hat, s, a, r, s_next) for s, a, r, s_next in stream]
     return n, R_hat, results
 
 
-def _update_case(name, stream, n_states, n_actions) -> Case:
+def _update_case(name, stream, n_states, n_actions, start=None) -> Case:
+    """``start = (n, R_hat)``: the arrays already hold data (else they start at zero)."""
+
     def run(fn):
-        n, R_hat, results = _replay(fn, stream, n_states, n_actions)
-        expected_n, expected_R, _ = _replay(ref.update_model, stream, n_states, n_actions)
-        if not np.any(n) and not np.any(R_hat) and any(r is not None for r in results):
+        n, R_hat, results = _replay(fn, stream, n_states, n_actions, start)
+        expected_n, expected_R, _ = _replay(ref.update_model, stream, n_states, n_actions, start)
+        unchanged = (not np.any(n) and not np.any(R_hat)) if start is None else (
+            np.array_equal(n, start[0]) and np.array_equal(R_hat, start[1]))
+        if unchanged and any(r is not None for r in results):
             return "n and R_hat were not changed: update them in place (n[s, a, s_next] += 1, R_hat[s, a] = ...)"
         problem = compare_arrays(n, expected_n, atol=0, what="the counts n")
         if problem:
             return problem
         diagnoses = [
-            (_replay(_bug_divide_before_increment, stream, n_states, n_actions)[1],
+            (_replay(_bug_divide_before_increment, stream, n_states, n_actions, start)[1],
              "you divided by n(s, a) before counting this transition: increment n[s, a, s_next] first, "
              "then n(s, a) includes it"),
-            (_replay(_bug_count_of_next_state, stream, n_states, n_actions)[1],
+            (_replay(_bug_count_of_next_state, stream, n_states, n_actions, start)[1],
              "you averaged with n(s, a, s') as the count: the mean reward of (s, a) uses n(s, a), the sum of "
              "n[s, a, :] over all next states"),
-            (_replay(_bug_last_reward, stream, n_states, n_actions)[1],
+            (_replay(_bug_last_reward, stream, n_states, n_actions, start)[1],
              "R_hat holds the last reward seen, not the mean of all rewards seen after (s, a)"),
         ]
         return compare_arrays(R_hat, expected_R, atol=1e-9, what="R_hat", diagnoses=diagnoses)
@@ -146,6 +156,9 @@ def check_update_model(fn, hidden: bool = False) -> Score:
         _update_case("one pair seen three times with rewards 1, 2, 6 (mean 3)",
                      [(0, 1, 1.0, 1), (0, 1, 2.0, 0), (0, 1, 6.0, 1)], 2, 2),
         _update_case("150 random transitions with noisy rewards", _random_stream(rng, 5, 3, 150), 5, 3),
+        _update_case("four more transitions added to the lecture's counts and rewards (the arrays already hold "
+                     "data)", [(s, a, r + 0.5, s_next) for s, a, r, s_next in transitions[:4]], world.n_states,
+                     world.n_actions, ref.counts_from_transitions(transitions, world.n_states, world.n_actions)),
     ]
     return _scored("update_model", fn, cases)
 
@@ -238,12 +251,61 @@ def _bug_ce_bootstrap_terminal(n, R_hat, gamma, terminal, theta=1e-10):
     return ref.certainty_equivalent_q(n, R_hat, gamma, np.zeros_like(np.asarray(terminal)), theta)
 
 
-def _ce_case(name, n, R_hat, gamma, terminal) -> Case:
+def _ce_sweeps(n, R_hat, gamma, terminal, theta, in_place=False, previous=False, max_sweeps=100_000):
+    """Value iteration on the tried pairs like the reference, with the variants students write.
+
+    ``in_place``: Gauss-Seidel sweeps (each new Q(s, a) is used at once); ``previous``: return the iterate
+    before the last sweep (a reading of "stop when no entry changes by more than theta" as good as the
+    reference's).
+    """
+    P_hat = ref.ml_transition_model(n)
+    seen = n.sum(axis=2) > 0
+    Q = np.zeros(R_hat.shape)
+
+    def values(Q):
+        V = np.where(seen, Q, -np.inf).max(axis=1)
+        V[~seen.any(axis=1) | terminal] = 0.0
+        return V
+
+    for _ in range(max_sweeps):
+        if in_place:
+            old = Q.copy()
+            for s, a in np.argwhere(seen):
+                Q[s, a] = R_hat[s, a] + gamma * P_hat[s, a] @ values(Q)
+            Q_new, Q = Q, old
+        else:
+            Q_new = np.where(seen, R_hat + gamma * P_hat @ values(Q), 0.0)
+        if np.max(np.abs(Q_new - Q)) < theta:
+            return Q if previous else Q_new
+        Q = Q_new
+    return Q
+
+
+def _ce_case(name, n, R_hat, gamma, terminal, theta=None) -> Case:
+    """With ``theta`` the student's function is called with that stopping threshold (else its default)."""
+
     def run(fn):
         n_copy, R_copy = n.copy(), R_hat.copy()
-        got = fn(n_copy, R_copy, gamma, terminal.copy())
+        extra = {} if theta is None else {"theta": theta}
+        got = fn(n_copy, R_copy, gamma, terminal.copy(), **extra)
         if not (np.array_equal(n_copy, n) and np.array_equal(R_copy, R_hat)):
             return "n or R_hat was changed: planning must leave the data alone"
+        if theta is not None:
+            if compare_arrays(got, _ce_sweeps(n, R_hat, gamma, terminal, theta, previous=True), atol=1e-9) is None:
+                return None  # the iterate before the last sweep: as good an answer as the reference's
+            diagnoses = [
+                (ref.certainty_equivalent_q(n, R_hat, gamma, terminal),
+                 f"you ignored theta: sweep until no entry changes by more than theta (here theta = {theta}), "
+                 "not to a threshold of your own"),
+                (_ce_sweeps(n, R_hat, gamma, terminal, theta, in_place=True),
+                 "you updated Q in place during a sweep (Gauss-Seidel): sweeps must be synchronous, every new "
+                 "Q(s, a) computed from the previous sweep's values"),
+                (_ce_sweeps(n, R_hat, gamma, terminal, theta, in_place=True, previous=True),
+                 "you updated Q in place during a sweep (Gauss-Seidel): sweeps must be synchronous, every new "
+                 "Q(s, a) computed from the previous sweep's values"),
+            ]
+            return compare_arrays(got, ref.certainty_equivalent_q(n, R_hat, gamma, terminal, theta), atol=1e-9,
+                                  what=f"Q with theta = {theta}", diagnoses=diagnoses)
         diagnoses = [
             (_bug_ce_unseen_in_max(n, R_hat, gamma, terminal),
              "V(s') took the max over every action, including pairs never tried (Q = 0 there): the model "
@@ -276,6 +338,7 @@ def check_certainty_equivalent_q(fn, hidden: bool = False) -> Score:
     if hidden:
         rng = hidden_rng()
         cases = [_ce_case(f"random data #{i + 1}", *_random_ce_instance(rng)) for i in range(3)]
+        cases.append(_ce_case("random data #4, stopping at theta = 0.01", *_random_ce_instance(rng), theta=0.01))
         return _scored("certainty_equivalent_q", fn, cases)
     world, transitions = _lecture()
     n, R_hat = ref.counts_from_transitions(transitions, world.n_states, world.n_actions)
@@ -284,6 +347,10 @@ def check_certainty_equivalent_q(fn, hidden: bool = False) -> Score:
         _ce_case("the lecture's data, gamma = 0.99", n, R_hat, 0.99, world.terminal),
         _ce_case("random data with a terminal state that has data",
                  *_random_ce_instance(np.random.default_rng(11))),
+        _ce_case("the lecture's data, gamma = 0.9, stopping at theta = 0.05 (a few synchronous sweeps)", n, R_hat,
+                 0.9, world.terminal, theta=0.05),
+        _ce_case("random data, stopping at theta = 0.01", *_random_ce_instance(np.random.default_rng(12)),
+                 theta=0.01),
     ]
     return _scored("certainty_equivalent_q", fn, cases)
 
@@ -379,30 +446,116 @@ def check_dyna_q_planning_step(fn, hidden: bool = False) -> Score:
 
 # ------------------------------------------------------------------------------------------------ Dyna-Q episode
 
-def _episodes(fn, mdp, n_planning, n_episodes, seed, alpha=0.1, epsilon=0.1, gamma=0.95):
+def _bug_episode_ignores_truncated(env, Q, model, n_planning, alpha, epsilon, gamma, rng, max_steps=100_000):
+    s, _ = env.reset()
+    for step in range(1, max_steps + 1):
+        a = epsilon_greedy(Q[s], epsilon, rng)
+        s_next, r, terminated, truncated, _ = env.step(a)
+        q_learning_update(Q, s, a, r, s_next, terminated, alpha, gamma)
+        model[(s, a)] = (r, s_next, terminated)
+        for _ in range(n_planning):
+            ref.dyna_q_planning_step(Q, model, alpha, gamma, rng)
+        s = s_next
+        if terminated:
+            return step
+    return max_steps
+
+
+def _bug_episode_truncated_as_terminal(store_done: bool):
+    """Dyna-Q that treats the end of a time limit as the end of the world (in the update, and maybe the model)."""
+
+    def episode(env, Q, model, n_planning, alpha, epsilon, gamma, rng, max_steps=100_000):
+        s, _ = env.reset()
+        for step in range(1, max_steps + 1):
+            a = epsilon_greedy(Q[s], epsilon, rng)
+            s_next, r, terminated, truncated, _ = env.step(a)
+            done = terminated or truncated
+            q_learning_update(Q, s, a, r, s_next, done, alpha, gamma)
+            model[(s, a)] = (r, s_next, done if store_done else terminated)
+            for _ in range(n_planning):
+                ref.dyna_q_planning_step(Q, model, alpha, gamma, rng)
+            s = s_next
+            if done:
+                return step
+        return max_steps
+
+    return episode
+
+
+def _bug_episode_ignores_max_steps(env, Q, model, n_planning, alpha, epsilon, gamma, rng, max_steps=100_000):
+    return ref.dyna_q_episode(env, Q, model, n_planning, alpha, epsilon, gamma, rng)
+
+
+_HINT_IGNORES_TRUNCATED = ("the episode went on after truncated was True: a time limit (gymnasium's TimeLimit) "
+                           "ends the episode too, so stop when terminated or truncated")
+_HINT_TRUNCATED_AS_TERMINAL = ("you treated truncated like terminated: a time limit cuts the episode, but s_next "
+                               "is not terminal, so the update still bootstraps from max Q(s_next) and the model "
+                               "stores terminated (not truncated)")
+_HINT_MAX_STEPS = "the episode went on past max_steps: stop after max_steps real steps and return max_steps"
+
+
+def _episodes(fn, mdp, n_planning, n_episodes, seed, time_limit=None, max_steps=None, alpha=0.1, epsilon=0.1,
+              gamma=0.95):
     env = TabularMDPEnv(mdp)
+    if time_limit is not None:
+        env = TimeLimit(env, max_episode_steps=time_limit)
     env.reset(seed=seed)
     rng = np.random.default_rng(seed + 1)
     Q = np.zeros((mdp.n_states, mdp.n_actions))
     model: dict = {}
-    steps = [fn(env, Q, model, n_planning, alpha, epsilon, gamma, rng) for _ in range(n_episodes)]
+    extra = {} if max_steps is None else {"max_steps": max_steps}
+    steps = [fn(env, Q, model, n_planning, alpha, epsilon, gamma, rng, **extra) for _ in range(n_episodes)]
     return steps, Q, model
 
 
-def _episode_case(name, mdp, n_planning, n_episodes, seed) -> Case:
+def _same_run(a, b) -> bool:
+    """Whether two results ``(steps, Q, model)`` of :func:`_episodes` agree."""
+    (steps_a, Q_a, model_a), (steps_b, Q_b, model_b) = a, b
+    try:
+        return (list(steps_a) == list(steps_b) and np.shape(Q_a) == np.shape(Q_b)
+                and np.allclose(Q_a, Q_b, rtol=0, atol=1e-9) and set(model_a) == set(model_b)
+                and all(tuple(model_a[k][1:]) == tuple(model_b[k][1:]) and np.isclose(model_a[k][0], model_b[k][0])
+                        for k in model_b))
+    except (TypeError, ValueError):
+        return False
+
+
+def _truncating_seed(rng: np.random.Generator, mdp, n_planning: int, n_episodes: int, time_limit: int) -> int:
+    """A seed for which the time limit cuts at least one episode that would otherwise have gone on."""
+    for _ in range(20):
+        seed = int(rng.integers(2**31))
+        if _episodes(ref.dyna_q_episode, mdp, n_planning, n_episodes, seed, time_limit)[0] != _episodes(
+                ref.dyna_q_episode, mdp, n_planning, n_episodes, seed)[0]:
+            break
+    return seed
+
+
+def _episode_case(name, mdp, n_planning, n_episodes, seed, time_limit=None, max_steps=None) -> Case:
     def run(fn):
-        steps, Q, model = _episodes(fn, mdp, n_planning, n_episodes, seed)
-        expected_steps, expected_Q, expected_model = _episodes(ref.dyna_q_episode, mdp, n_planning, n_episodes,
-                                                               seed)
+        setup = (mdp, n_planning, n_episodes, seed, time_limit, max_steps)
+        steps, Q, model = _episodes(fn, *setup)
+        expected_steps, expected_Q, expected_model = _episodes(ref.dyna_q_episode, *setup)
         if not isinstance(steps[0], (int, np.integer)):
             return f"return the number of real steps of the episode (an int); got {steps[0]!r}"
         if not model:
             return "the model is still empty: store model[(s, a)] = (r, s_next, terminated) after each real step"
+        if _same_run((steps, Q, model), (expected_steps, expected_Q, expected_model)):
+            return None
         if n_planning:
-            plain_steps, plain_Q, _ = _episodes(ref.dyna_q_episode, mdp, 0, n_episodes, seed)
-            if steps == plain_steps and np.allclose(Q, plain_Q):
+            plain = _episodes(ref.dyna_q_episode, mdp, 0, n_episodes, seed, time_limit, max_steps)
+            if _same_run((steps, Q, model), plain):
                 return ("your episodes match Dyna-Q without planning: call dyna_q_planning_step n_planning "
                         "times after each real step")
+        bugs = []
+        if time_limit is not None:
+            bugs += [(_bug_episode_ignores_truncated, _HINT_IGNORES_TRUNCATED),
+                     (_bug_episode_truncated_as_terminal(True), _HINT_TRUNCATED_AS_TERMINAL),
+                     (_bug_episode_truncated_as_terminal(False), _HINT_TRUNCATED_AS_TERMINAL)]
+        if max_steps is not None:
+            bugs.append((_bug_episode_ignores_max_steps, _HINT_MAX_STEPS))
+        for bug, hint in bugs:
+            if _same_run((steps, Q, model), _episodes(bug, *setup)):
+                return hint
         if steps != expected_steps:
             return (f"steps per episode should be {expected_steps}; got {steps}. Follow the docstring's order "
                     "(choose with epsilon_greedy, env.step, Q-learning update, store in the model, then plan) "
@@ -419,7 +572,9 @@ def _episode_case(name, mdp, n_planning, n_episodes, seed) -> Case:
 def check_dyna_q_episode(fn, hidden: bool = False) -> Score:
     """Check ``dyna_q_episode(env, Q, model, n_planning, alpha, epsilon, gamma, rng, max_steps) -> steps``.
 
-    The student's function runs with the reference ``dyna_q_planning_step``.
+    The student's function runs with the reference ``dyna_q_planning_step``. Some cases wrap the environment in
+    gymnasium's ``TimeLimit``, so that episodes end by truncation as well as termination, and one passes a small
+    ``max_steps``.
     """
     if hidden:
         rng = hidden_rng()
@@ -429,23 +584,38 @@ def check_dyna_q_episode(fn, hidden: bool = False) -> Score:
             n_planning = int(rng.integers(1, 6))
             cases.append(_episode_case(f"random MDP #{i + 1}, n = {n_planning}, 3 episodes", mdp, n_planning, 3,
                                        int(rng.integers(2**31))))
+        mdp = random_mdp(rng, int(rng.integers(6, 9)), int(rng.integers(2, 4)), 0.9, n_terminal=1, sparsity=0.3)
+        limit, n_planning = int(rng.integers(2, 4)), int(rng.integers(1, 4))
+        seed = _truncating_seed(rng, mdp, n_planning, 8, limit)
+        cases.append(_episode_case(f"random MDP #4 under a time limit of {limit} steps, n = {n_planning}, "
+                                   "8 episodes", mdp, n_planning, 8, seed, time_limit=limit))
         return _scored("dyna_q_episode", fn, cases)
     maze = dyna_maze()
+    noisy = random_mdp(np.random.default_rng(9), 6, 3, 0.9, n_terminal=1)
     cases = [
         _episode_case("Dyna maze, n = 0 (plain Q-learning), 2 episodes", maze, 0, 2, 0),
         _episode_case("Dyna maze, n = 5, 3 episodes", maze, 5, 3, 1),
-        _episode_case("a random 6-state MDP with noisy transitions, n = 3, 4 episodes",
-                      random_mdp(np.random.default_rng(9), 6, 3, 0.9, n_terminal=1), 3, 4, 2),
+        _episode_case("a random 6-state MDP with noisy transitions, n = 3, 4 episodes", noisy, 3, 4, 2),
+        _episode_case("Dyna maze under gymnasium's TimeLimit of 60 steps (episodes end by truncation), n = 5, "
+                      "3 episodes", maze, 5, 3, 3, time_limit=60),
+        _episode_case("the random 6-state MDP under a TimeLimit of 3 steps, n = 2, 8 episodes", noisy, 2, 8, 0,
+                      time_limit=3),
+        _episode_case("Dyna maze with max_steps = 25, n = 2, 3 episodes", maze, 2, 3, 5, max_steps=25),
     ]
     return _scored("dyna_q_episode", fn, cases)
 
 
 # ------------------------------------------------------------------------------------------- neural model step
 
-def _model_step_setup(seed: int, batch: int, hidden: int, optimizer: str):
-    """A small DynamicsModel with seeded weights, its optimizer, and a batch of two-rooms transitions."""
+def _model_step_setup(seed: int, batch: int, hidden: int, optimizer: str, stale: bool = False):
+    """A small DynamicsModel with seeded weights, its optimizer, and a batch of two-rooms transitions.
+
+    ``stale``: the parameters hold gradients of an earlier backward pass, which the step must clear first.
+    """
     torch.manual_seed(seed)
     model = DynamicsModel(2, 4, hidden)
+    if stale:
+        model(torch.ones(3, 6)).pow(2).sum().backward()
     rng = np.random.default_rng(seed)
     states = rng.random((batch, 2))
     actions = rng.integers(4, size=batch)
@@ -455,6 +625,11 @@ def _model_step_setup(seed: int, batch: int, hidden: int, optimizer: str):
     make = (lambda params: torch.optim.SGD(params, lr=0.05)) if optimizer == "sgd" else (
         lambda params: torch.optim.Adam(params, lr=1e-2))
     return model, make, data
+
+
+def _short_repr(value, limit: int = 80) -> str:
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _run_model_steps(step, model, make_optimizer, data, n_steps):
@@ -489,19 +664,28 @@ def _bug_step_summed(model, optimizer, states, actions, next_states):
     return loss.item()
 
 
-def _model_step_case(name, seed, batch, hidden, optimizer, n_steps) -> Case:
+def _bug_step_zero_grad_after(model, optimizer, states, actions, next_states):
+    inputs = torch.cat([states, one_hot(actions, model.n_actions)], dim=1)
+    loss = torch.nn.functional.mse_loss(model(inputs), next_states - states)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.item()
+
+
+def _model_step_case(name, seed, batch, hidden, optimizer, n_steps, stale=False) -> Case:
     def run(fn):
-        model, make, data = _model_step_setup(seed, batch, hidden, optimizer)
-        reference_model = copy.deepcopy(model)
+        model, make, data = _model_step_setup(seed, batch, hidden, optimizer, stale)
+        reference_model = _model_step_setup(seed, batch, hidden, optimizer, stale)[0]
         before = torch.cat([p.detach().flatten() for p in model.parameters()]).numpy().copy()
         data_before = [d.clone() for d in data]
         losses, params = _run_model_steps(fn, model, make, data, n_steps)
         if any(not torch.equal(a, b) for a, b in zip(data, data_before)):
             return "the batch tensors were changed: compute the loss without modifying them"
-        try:
-            losses = [float(loss) for loss in losses]
-        except (TypeError, ValueError, RuntimeError):
-            return f"return the loss as a Python float (loss.item()); got {losses[0]!r}"
+        not_float = [loss for loss in losses if not isinstance(loss, float)]
+        if not_float:
+            return (f"return the loss as a Python float (loss.item()); got {type(not_float[0]).__name__} "
+                    f"{_short_repr(not_float[0])}")
         expected_losses, expected_params = _run_model_steps(model_gradient_step, reference_model, make, data,
                                                             n_steps)
         if np.allclose(params, before):
@@ -511,11 +695,16 @@ def _model_step_case(name, seed, batch, hidden, optimizer, n_steps) -> Case:
                            "next_states (the network predicts the change of state)"),
                           (_bug_step_summed, "average the squared errors (mse_loss, or .mean()), do not sum them"),
                           (_bug_step_no_zero_grad, "the gradients of earlier steps were added in: call "
-                           "optimizer.zero_grad() before loss.backward()")):
-            bug_model, bug_make, bug_data = _model_step_setup(seed, batch, hidden, optimizer)
+                           "optimizer.zero_grad() before loss.backward()"),
+                          (_bug_step_zero_grad_after, "gradients left over from before the call were added in: "
+                           "clear them first (optimizer.zero_grad() before loss.backward()), not after the step")):
+            bug_model, bug_make, bug_data = _model_step_setup(seed, batch, hidden, optimizer, stale)
             buggy[hint] = _run_model_steps(bug, bug_model, bug_make, bug_data, n_steps)
+        # a bug whose parameters match too names the mistake more surely than one whose losses alone match
+        ranked = sorted(buggy.items(), key=lambda item: not (
+            np.shape(item[1][1]) == np.shape(params) and np.allclose(item[1][1], params, atol=1e-5, rtol=0)))
         problem = compare_arrays(losses, expected_losses, atol=1e-5, what="the losses returned",
-                                 diagnoses=[(b[0], hint) for hint, b in buggy.items()])
+                                 diagnoses=[(b[0], hint) for hint, b in ranked])
         if problem:
             return problem
         return compare_arrays(params, expected_params, atol=1e-5, what="the parameters after the steps",
@@ -530,11 +719,13 @@ def check_model_gradient_step(fn, hidden: bool = False) -> Score:
         rng = hidden_rng()
         cases = [_model_step_case(f"random network and batch #{i + 1}", int(rng.integers(2**31)),
                                   int(rng.integers(8, 64)), int(rng.choice([8, 16, 32])),
-                                  ("sgd", "adam")[i % 2], int(rng.integers(2, 5))) for i in range(3)]
+                                  ("sgd", "adam")[i % 2], int(rng.integers(2, 5)), stale=i == 2) for i in range(3)]
         return _scored("model_gradient_step", fn, cases)
     cases = [
         _model_step_case("one SGD step on 32 transitions", 0, 32, 16, "sgd", 1),
         _model_step_case("three SGD steps on the same batch", 1, 32, 16, "sgd", 3),
         _model_step_case("two Adam steps on 50 transitions", 2, 50, 32, "adam", 2),
+        _model_step_case("two SGD steps on a network holding stale gradients from an earlier backward pass", 3, 32,
+                         16, "sgd", 2, stale=True),
     ]
     return _scored("model_gradient_step", fn, cases)
