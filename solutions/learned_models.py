@@ -11,7 +11,7 @@ to states and actions never tried. Two models of the next state s' given (s, a):
 Chapter 2 fits both to transitions of :class:`~solutions.envs.continuous.ContinuousTwoRooms`, whose wall the
 linear model cannot represent, and :func:`run_two_rooms` compares Q-learning alone, Q-learning with updates
 replayed from a buffer of real transitions, and Q-learning with updates on transitions simulated by a model
-(partial planning, as in Dyna).
+(partial planning, as in Dyna). :func:`two_rooms_runs` runs the same experiment for many seeds at once.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .envs.continuous import in_goal, make_two_rooms, transition
-from .q_learning import epsilon_greedy, q_learning_update
+from .envs.continuous import GOAL, GOAL_RADIUS, START, in_goal, make_two_rooms, transition
+from .q_learning import epsilon_greedy, epsilon_greedy_rows, q_learning_update
 
 __all__ = [
     "DynamicsModel",
@@ -31,7 +31,11 @@ __all__ = [
     "model_gradient_step",
     "one_hot",
     "run_two_rooms",
+    "two_rooms_runs",
 ]
+
+#: The methods of :func:`run_two_rooms` and :func:`two_rooms_runs`.
+TWO_ROOMS_METHODS = ("q_learning", "replay", "true model", "linear model")
 
 
 def one_hot(actions, n_actions: int) -> torch.Tensor:
@@ -200,9 +204,8 @@ def run_two_rooms(method: str, seed: int = 0, n_episodes: int = 30, n_extra: int
     Raises:
         ValueError: for an unknown method.
     """
-    methods = ("q_learning", "replay", "true model", "linear model")
-    if method not in methods:
-        raise ValueError(f"method must be one of {methods}; got {method!r}")
+    if method not in TWO_ROOMS_METHODS:
+        raise ValueError(f"method must be one of {TWO_ROOMS_METHODS}; got {method!r}")
     env = make_two_rooms()
     env.reset(seed=seed)
     rng = np.random.default_rng(seed)
@@ -247,3 +250,97 @@ def run_two_rooms(method: str, seed: int = 0, n_episodes: int = 30, n_extra: int
             if terminated or truncated:
                 break
     return steps
+
+
+def two_rooms_runs(method: str, n_runs: int = 10, seed: int = 0, n_episodes: int = 30, n_extra: int = 20,
+                   alpha: float = 0.5, epsilon: float = 0.1, gamma: float = 0.95, refit_every: int = 200,
+                   max_episode_steps: int = 200) -> np.ndarray:
+    """Steps per episode of ``n_runs`` independent runs of :func:`run_two_rooms`, computed together.
+
+    The same algorithm as :func:`run_two_rooms` (the same world, start, goal, time limit, Q-learning updates and
+    extra updates, in the same order within a run), with the runs held in arrays of shape ``(n_runs, ...)`` so
+    that numpy does a step of every run at once. All random numbers come from one generator, drawn for all
+    runs together, so a run is not step-for-step the run :func:`run_two_rooms` would make with some seed; the
+    two agree in distribution (a test compares them). Each real step of a run is its n-th transition for the
+    same n in every run still going, so the linear models of all runs are refitted at the same steps.
+
+    Args:
+        method: ``"q_learning"``, ``"replay"``, ``"true model"`` or ``"linear model"`` (see
+            :func:`run_two_rooms`).
+        n_runs: number of independent runs (>= 1).
+        seed: seed of the random generator.
+        n_episodes: episodes per run.
+        n_extra: extra updates per real step (>= 0).
+        alpha, epsilon, gamma: step size, exploration probability, discount factor.
+        refit_every: real steps between refits of the linear model.
+        max_episode_steps: an episode is cut (truncated, and bootstrapped) after this many steps.
+
+    Returns:
+        Int array ``(n_runs, n_episodes)`` of steps per episode.
+
+    Raises:
+        ValueError: for an unknown method or a non-positive ``n_runs``, ``n_episodes``, ``refit_every`` or
+            ``max_episode_steps``, or a negative ``n_extra``.
+    """
+    if method not in TWO_ROOMS_METHODS:
+        raise ValueError(f"method must be one of {TWO_ROOMS_METHODS}; got {method!r}")
+    if min(n_runs, n_episodes, refit_every, max_episode_steps) < 1 or n_extra < 0:
+        raise ValueError("n_runs, n_episodes, refit_every and max_episode_steps must be >= 1 and n_extra >= 0; "
+                         f"got {n_runs}, {n_episodes}, {refit_every}, {max_episode_steps} and {n_extra}")
+    rng = np.random.default_rng(seed)
+    aggregate = StateAggregation(10)
+    A = 4
+    Q = np.zeros((n_runs, aggregate.n_states, A))
+    capacity = n_episodes * max_episode_steps
+    states, next_states = np.zeros((n_runs, capacity, 2)), np.zeros((n_runs, capacity, 2))
+    actions, ends = np.zeros((n_runs, capacity), dtype=np.int64), np.zeros((n_runs, capacity), dtype=bool)
+    linear = method == "linear model"
+    models = [LinearGaussianModel(2, A) for _ in range(n_runs)] if linear else []
+    W = np.stack([m.W for m in models]) if linear else None  # (n_runs, A, 3, 2): every run's linear model
+    steps = np.zeros((n_runs, n_episodes), dtype=np.int64)
+    episode = np.zeros(n_runs, dtype=np.int64)
+    s = np.clip(START + rng.normal(0.0, 0.02, size=(n_runs, 2)), 0.0, 1.0)
+    n = 0  # real transitions so far, the same for every run still going
+    while True:
+        runs = np.flatnonzero(episode < n_episodes)
+        if runs.size == 0:
+            return steps
+        k = runs.size
+        cells = aggregate(s[runs])
+        a = epsilon_greedy_rows(Q[runs, cells], epsilon, rng)
+        s_next = transition(s[runs], a, rng)
+        terminated = np.linalg.norm(s_next - GOAL, axis=1) <= GOAL_RADIUS
+        next_cells = aggregate(s_next)
+        target = -1.0 + np.where(terminated, 0.0, gamma * Q[runs, next_cells].max(axis=1))
+        Q[runs, cells, a] += alpha * (target - Q[runs, cells, a])
+        states[runs, n], actions[runs, n], next_states[runs, n], ends[runs, n] = s[runs], a, s_next, terminated
+        n += 1
+        if method != "q_learning" and n_extra:
+            picked = rng.integers(n, size=(k, n_extra))
+            extra_states = states[runs[:, None], picked]  # (k, n_extra, 2)
+            if method == "replay":
+                extra_actions = actions[runs[:, None], picked]
+                extra_next, extra_ends = next_states[runs[:, None], picked], ends[runs[:, None], picked]
+            else:
+                if linear and n % refit_every == 0:
+                    for r in runs:
+                        W[r] = models[r].fit(states[r, :n], actions[r, :n], next_states[r, :n]).W
+                extra_actions = rng.integers(A, size=(k, n_extra))
+                if linear:
+                    X = np.concatenate([extra_states, np.ones((k, n_extra, 1))], axis=2)
+                    extra_next = np.clip(np.einsum("kni,knij->knj", X, W[runs[:, None], extra_actions]), 0.0, 1.0)
+                else:
+                    extra_next = transition(extra_states.reshape(-1, 2), extra_actions.ravel(), rng).reshape(
+                        k, n_extra, 2)
+                extra_ends = in_goal(extra_next)
+            extra_cells, extra_next_cells = aggregate(extra_states), aggregate(extra_next)
+            for j in range(n_extra):  # in order, as run_two_rooms does; the runs side by side
+                c, b, c_next = extra_cells[:, j], extra_actions[:, j], extra_next_cells[:, j]
+                p_target = -1.0 + np.where(extra_ends[:, j], 0.0, gamma * Q[runs, c_next].max(axis=1))
+                Q[runs, c, b] += alpha * (p_target - Q[runs, c, b])
+        steps[runs, episode[runs]] += 1
+        s[runs] = s_next
+        ended = terminated | (steps[runs, episode[runs]] >= max_episode_steps)
+        finished = runs[ended]
+        episode[finished] += 1
+        s[finished] = np.clip(START + rng.normal(0.0, 0.02, size=(finished.size, 2)), 0.0, 1.0)

@@ -33,6 +33,7 @@ __all__ = [
     "dyna_q_planning_step",
     "dyna_q_runs",
     "first_episode_at_most",
+    "first_short_episode",
     "greedy_path",
     "lecture_transitions",
     "ml_transition_model",
@@ -49,6 +50,9 @@ AIMA_LECTURE_POLICY = {
 }
 
 #: The three trajectories of the lecture's example (after AIMA Section 22.2): squares visited, ending in an exit.
+#: The third one is not consistent with the 4x3 dynamics: its step (2,1) -> (3,1) under "left" goes the opposite
+#: way, which the world never does (a move slips only at right angles). The chapter keeps the data as the lecture
+#: gives them and points out that the count-based model, P_hat((3,1) | (2,1), left) = 1, believes them.
 AIMA_LECTURE_PATHS = (
     ("(1,1)", "(1,2)", "(1,3)", "(1,2)", "(1,3)", "(2,3)", "(3,3)", "(4,3)"),
     ("(1,1)", "(1,2)", "(1,3)", "(2,3)", "(3,3)", "(3,2)", "(3,3)", "(4,3)"),
@@ -145,14 +149,14 @@ def ml_transition_model(n: np.ndarray) -> np.ndarray:
 
 
 def certainty_equivalent_q(n: np.ndarray, R_hat: np.ndarray, gamma: float, terminal,
-                           theta: float = 1e-10) -> np.ndarray:
+                           theta: float = 1e-10, *, Q_init: np.ndarray | None = None) -> np.ndarray:
     """Optimal action values of the estimated MDP (P̂, R̂): plan as if the estimates were the truth.
 
     Value iteration on action values: for every pair seen at least once,
     Q(s, a) <- R̂(s, a) + gamma * sum over s' of P̂(s' | s, a) V(s'), where V(s') is the largest Q(s', a')
     over the actions a' tried in s', and V(s') = 0 when s' is terminal or no action has been tried there.
     Pairs never tried keep Q = 0 and do not enter the max: the model says nothing about them. Sweeps are
-    synchronous and stop when no Q changes by more than ``theta``.
+    synchronous, start from Q = 0 (or from ``Q_init``) and stop when no Q changes by more than ``theta``.
 
     Args:
         n: int array ``(S, A, S)`` of transition counts.
@@ -161,6 +165,9 @@ def certainty_equivalent_q(n: np.ndarray, R_hat: np.ndarray, gamma: float, termi
             reaches a terminal state, and the values would not converge.)
         terminal: bool array ``(S,)``.
         theta: stopping threshold > 0.
+        Q_init: float array ``(S, A)`` to start the sweeps from instead of 0, e.g. the plan before the latest
+            transition (its entries for untried pairs are ignored). The fixed point is the same; a nearby start
+            reaches the tolerance in fewer sweeps.
 
     Returns:
         Float array ``(S, A)``.
@@ -177,9 +184,11 @@ def certainty_equivalent_q(n: np.ndarray, R_hat: np.ndarray, gamma: float, termi
         raise ValueError(f"gamma must lie in [0, 1) for planning on an estimated model; got {gamma}")
     if theta <= 0:
         raise ValueError(f"theta must be positive; got {theta}")
+    if Q_init is not None and np.shape(Q_init) != R_hat.shape:
+        raise ValueError(f"Q_init must have shape {R_hat.shape}; got {np.shape(Q_init)}")
     P_hat = ml_transition_model(n)
     seen = n.sum(axis=2) > 0
-    Q = np.zeros(R_hat.shape)
+    Q = np.zeros(R_hat.shape) if Q_init is None else np.where(seen, np.asarray(Q_init, dtype=np.float64), 0.0)
     while True:
         V = np.where(seen, Q, -np.inf).max(axis=1)
         V[~seen.any(axis=1) | terminal] = 0.0
@@ -195,14 +204,19 @@ def _greedy_policy_from_q(Q: np.ndarray) -> np.ndarray:
 
 
 def certainty_equivalence_agent(mdp: TabularMDP, n_episodes: int, epsilon: float, rng: np.random.Generator,
-                                max_steps: int = 200) -> np.ndarray:
+                                max_steps: int = 200, *, return_counts: bool = False):
     """Learn a model while acting, and act epsilon-greedily on the plan of the current model.
 
     The loop of model-based RL: act, observe (s, a, r, s'), update the counts and R̂ (:func:`update_model`),
-    re-solve the estimated MDP (:func:`certainty_equivalent_q`) and act on it. Pairs never tried have Q = 0,
-    which beats every tried action in a world with negative step rewards: the agent tries each action once
-    before trusting its model. Re-planning starts from Q = 0 each time and stops at a tolerance of 1e-3,
-    which is plenty to pick actions with.
+    re-solve the estimated MDP (:func:`certainty_equivalent_q`) and act on it. Re-planning starts from the
+    previous plan and stops at a tolerance of 1e-3, which is plenty to pick actions with.
+
+    What makes the agent try new pairs: the epsilon-greedy coin (a uniformly random action with probability
+    ``epsilon``), random tie-breaking among equal values, and the value 0 that the plan gives every untried
+    pair. That 0 is optimistic only where every tried action of the state is worth less than 0 -- in a world
+    with negative step rewards, before news of a positive exit has reached the state. Once it has, tried
+    actions are worth more than 0, the untried ones lose the greedy choice, and only the epsilon-greedy coin
+    tries them; some pairs may never be tried (``return_counts`` shows which).
 
     Args:
         mdp: the true MDP; the agent only samples from it (through :class:`TabularMDPEnv`).
@@ -210,9 +224,11 @@ def certainty_equivalence_agent(mdp: TabularMDP, n_episodes: int, epsilon: float
         epsilon: exploration probability of the epsilon-greedy behaviour.
         rng: random generator for the agent and the environment.
         max_steps: an episode is cut after this many steps.
+        return_counts: also return the transition counts ``n`` at the end.
 
     Returns:
-        Int array ``(n_episodes, S)``: the greedy policy of the model after each episode.
+        Int array ``(n_episodes, S)``: the greedy policy of the model after each episode; with
+        ``return_counts``, the pair ``(policies, n)`` with ``n`` the int array ``(S, A, S)`` of counts.
     """
     env = TabularMDPEnv(mdp)
     env.reset(seed=int(rng.integers(2**31)))
@@ -227,12 +243,12 @@ def certainty_equivalence_agent(mdp: TabularMDP, n_episodes: int, epsilon: float
             a = epsilon_greedy(Q[s], epsilon, rng)
             s_next, r, terminated, truncated, _ = env.step(a)
             update_model(n, R_hat, s, a, r, s_next)
-            Q = certainty_equivalent_q(n, R_hat, mdp.gamma, mdp.terminal, theta=1e-3)
+            Q = certainty_equivalent_q(n, R_hat, mdp.gamma, mdp.terminal, theta=1e-3, Q_init=Q)
             s = s_next
             if terminated or truncated:
                 break
         policies[episode] = _greedy_policy_from_q(Q)
-    return policies
+    return (policies, n) if return_counts else policies
 
 
 def q_learning_agent(mdp: TabularMDP, n_episodes: int, alpha: float, epsilon: float, rng: np.random.Generator,
@@ -265,11 +281,16 @@ def q_learning_agent(mdp: TabularMDP, n_episodes: int, alpha: float, epsilon: fl
 
 
 def dyna_q_planning_step(Q: np.ndarray, model: dict, alpha: float, gamma: float, rng: np.random.Generator) -> None:
-    """One planning update of Dyna-Q (S&B Section 8.2, the box "Tabular Dyna-Q", step (f)), in place.
+    """One planning update of Dyna-Q (after S&B Section 8.2, the box "Tabular Dyna-Q", step (f)), in place.
 
     Pick a previously observed pair uniformly at random, ``s, a = list(model)[rng.integers(len(model))]``,
     look up what the model predicts, ``r, s_next, terminated = model[(s, a)]``, and apply the Q-learning update
     to ``Q[s, a]`` with that simulated transition (the target is ``r`` alone when ``terminated``).
+
+    This sampling distribution differs from the book's box, which draws a previously observed state uniformly
+    and then an action previously taken in it: drawing pairs uniformly picks a state in proportion to the
+    number of actions tried in it, so states where more actions have been tried are planned from more often.
+    The two coincide when every observed state has the same number of tried actions.
 
     Args:
         Q: float array ``(S, A)``, updated in place.
@@ -360,7 +381,8 @@ def dyna_q_runs(mdp: TabularMDP, n_planning: int, n_runs: int = 30, n_episodes: 
     """Steps per episode of ``n_runs`` independent runs of Dyna-Q, computed together (for S&B Figure 8.2).
 
     The same algorithm as :func:`dyna_q` (epsilon-greedy with random tie-breaking, one Q-learning update per
-    real step, ``n_planning`` updates on uniformly drawn observed pairs of a deterministic model), with the
+    real step, ``n_planning`` updates on uniformly drawn observed pairs of a deterministic model -- not the
+    state-then-action draw of S&B's box, see :func:`dyna_q_planning_step`), with the
     runs held in arrays of shape ``(n_runs, ...)`` so that numpy does a step of every run at once. Random
     numbers are drawn differently, so a run is not step-for-step the run :func:`dyna_q` would make.
 
@@ -442,7 +464,8 @@ def changing_maze_runs(before: TabularMDP, after: TabularMDP, switch_step: int, 
     and sets the deterministic model of the pair to what was just seen (so the model follows the change once
     the agent meets it), then ``n_planning`` planning updates follow, as in :func:`dyna_q_runs`.
 
-    * ``kappa=None``: Dyna-Q. Planning draws a pair uniformly from those tried so far.
+    * ``kappa=None``: Dyna-Q. Planning draws a pair uniformly from those tried so far (as in
+      :func:`dyna_q_planning_step`; the book's box draws a visited state, then an action tried in it).
     * ``kappa > 0``: Dyna-Q+. Planning draws a state uniformly from those visited so far and an action uniformly
       from all of them; an action never tried there is modelled as leading back to the same state with reward
       0 (S&B's footnote to Section 8.3). The simulated reward is ``r + kappa * sqrt(tau)``, where ``tau`` is the
@@ -548,6 +571,44 @@ def first_episode_at_most(steps, threshold: float = 20.0) -> int | None:
     mean = np.asarray(steps, dtype=np.float64).mean(axis=0)
     below = np.flatnonzero(mean <= threshold)
     return int(below[0]) + 1 if below.size else None
+
+
+def first_short_episode(rewards, after_step: int, shorter_than: int) -> np.ndarray:
+    """When each run first completed an episode of fewer than ``shorter_than`` steps that ended after
+    ``after_step``, from the cumulative rewards of :func:`changing_maze_runs`.
+
+    Each +1 of the cumulative reward marks the end of an episode (the goal pays +1, all else 0), and the next
+    episode starts at the following time step, so episode lengths are the gaps between those ends. In the
+    shortcut maze every route through the old gap takes at least 16 steps: an episode shorter than that went
+    through the new one.
+
+    Args:
+        rewards: int array ``(n_runs, n_steps)`` of cumulative rewards; entry ``t`` is the total after time step
+            ``t + 1``.
+        after_step: only episodes that end after this time step count.
+        shorter_than: the length, in steps, that an episode has to beat.
+
+    Returns:
+        Int array ``(n_runs,)``: the time step (counted from 1) at which that episode ended, or -1 if no episode
+        of the run qualifies.
+
+    Raises:
+        ValueError: if ``rewards`` is not 2-d or decreases, or steps up by more than 1.
+    """
+    rewards = np.asarray(rewards)
+    if rewards.ndim != 2:
+        raise ValueError(f"rewards must have shape (n_runs, n_steps); got {rewards.shape}")
+    gains = np.diff(rewards, axis=1, prepend=0)
+    if np.any((gains != 0) & (gains != 1)):
+        raise ValueError("cumulative rewards must rise by 0 or 1 per time step (one goal reward per episode)")
+    found = np.full(len(rewards), -1)
+    for run, gain in enumerate(gains):
+        ends = np.flatnonzero(gain) + 1  # time steps at which episodes ended
+        lengths = np.diff(ends, prepend=0)
+        short = np.flatnonzero((ends > after_step) & (lengths < shorter_than))
+        if short.size:
+            found[run] = ends[short[0]]
+    return found
 
 
 def greedy_path(mdp: TabularMDP, Q: np.ndarray, max_steps: int = 100) -> list[int]:

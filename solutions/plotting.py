@@ -8,11 +8,11 @@ import numpy as np
 from .envs.gridworlds import MOVES
 from .envs.tabular import TabularMDP
 
-__all__ = ["plot_convergence", "plot_grid_values"]
+__all__ = ["plot_convergence", "plot_grid_values", "plot_mean_band"]
 
 
 def plot_grid_values(mdp: TabularMDP, V=None, policy=None, *, ax=None, title: str | None = None,
-                     fmt: str = "{:.3f}", cmap: str = "RdYlGn", path=None, actions=None):
+                     fmt: str = "{:.3f}", cmap: str = "RdYlGn", path=None, actions=None, norm=None):
     """Draw a grid-world: each square coloured by its value, with the value and the policy's arrow.
 
     Args:
@@ -28,6 +28,8 @@ def plot_grid_values(mdp: TabularMDP, V=None, policy=None, *, ax=None, title: st
         path: a sequence of states drawn as a line through their squares (e.g. a greedy path), or None.
         actions: bool array ``(S, A)``, or None: an arrow for every marked action of a state (for example all
             greedy actions, ties included), drawn like ``policy``'s. Give ``policy`` or ``actions``, not both.
+        norm: a matplotlib ``Normalize`` for the colours (e.g. ``LogNorm`` for values spanning decades), or None
+            for a linear scale symmetric about 0. ``ax.images[0]`` is the image, for a colour bar.
 
     Returns:
         The Axes.
@@ -59,7 +61,10 @@ def plot_grid_values(mdp: TabularMDP, V=None, policy=None, *, ax=None, title: st
                 grid[cell] = V[s]
         finite = grid[np.isfinite(grid)]  # NaN squares stay blank
         bound = max(np.abs(finite).max(), 1e-9) if finite.size else 1.0
-        ax.imshow(grid, cmap=cmap, vmin=-bound, vmax=bound)
+        if norm is None:
+            ax.imshow(grid, cmap=cmap, vmin=-bound, vmax=bound)
+        else:
+            ax.imshow(grid, cmap=cmap, norm=norm)
     else:
         ax.imshow(np.zeros(layout.shape), cmap="Greys", vmin=0, vmax=1)
     for r, c in layout.walls:
@@ -125,3 +130,36 @@ def plot_convergence(deltas, *, ax=None, label: str | None = None, title: str | 
     if label:
         ax.legend()
     return ax
+
+
+def plot_mean_band(ax, x, runs, *, label: str | None = None, z: float = 1.96, **kwargs):
+    """Plot the mean of ``runs`` over axis 0 with a band of +- ``z`` standard errors around it.
+
+    With ``z = 1.96`` the band is an approximate 95% confidence interval for the mean curve at each x (normal
+    approximation; with few runs it is too narrow). The standard error is the sample standard deviation over
+    runs (``ddof=1``) divided by the square root of the number of runs.
+
+    Args:
+        ax: the matplotlib Axes.
+        x: 1-D sequence ``(T,)`` of x-coordinates.
+        runs: array ``(n_runs, T)``, one learning curve per row (n_runs >= 2).
+        label: legend label of the mean curve.
+        z: half-width of the band in standard errors (> 0).
+        **kwargs: passed to ``ax.plot`` for the mean curve (the band takes its colour).
+
+    Returns:
+        ``(mean, half_width)``, float arrays ``(T,)``.
+
+    Raises:
+        ValueError: if ``runs`` is not 2-d with at least two rows and ``len(x)`` columns, or ``z`` <= 0.
+    """
+    runs = np.asarray(runs, dtype=np.float64)
+    if runs.ndim != 2 or runs.shape[0] < 2 or runs.shape[1] != len(x):
+        raise ValueError(f"runs must have shape (n_runs >= 2, {len(x)}); got {runs.shape}")
+    if not z > 0:
+        raise ValueError(f"z must be positive; got {z}")
+    mean = runs.mean(axis=0)
+    half_width = z * runs.std(axis=0, ddof=1) / np.sqrt(runs.shape[0])
+    (line,) = ax.plot(x, mean, label=label, **kwargs)
+    ax.fill_between(x, mean - half_width, mean + half_width, color=line.get_color(), alpha=0.2, lw=0)
+    return mean, half_width

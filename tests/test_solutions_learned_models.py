@@ -7,7 +7,7 @@ from gymnasium.utils.env_checker import check_env
 
 from solutions.envs.continuous import ContinuousTwoRooms, make_two_rooms, transition
 from solutions.learned_models import (DynamicsModel, LinearGaussianModel, StateAggregation, fit_dynamics_model,
-                                      model_gradient_step, one_hot, run_two_rooms)
+                                      model_gradient_step, one_hot, run_two_rooms, two_rooms_runs)
 
 
 def test_environment_follows_the_gymnasium_api():
@@ -85,22 +85,69 @@ def test_the_network_learns_the_wall_and_the_linear_model_cannot():
 
 
 @pytest.fixture(scope="module")
-def two_rooms_runs():
+def two_rooms():
+    """The chapter's experiment: 20 runs of each method, side by side."""
     methods = ("q_learning", "replay", "true model", "linear model")
-    return {m: np.array([run_two_rooms(m, seed) for seed in range(3)]) for m in methods}
+    return {m: two_rooms_runs(m, n_runs=20, seed=0) for m in methods}
+
+
+def _mean_half(steps, episodes):
+    """Mean over runs of each run's average over ``episodes``, and 1.96 standard errors."""
+    per_run = steps[:, episodes].mean(axis=1)
+    return per_run.mean(), 1.96 * per_run.std(ddof=1) / np.sqrt(len(per_run))
 
 
 @pytest.mark.slow
-def test_replay_and_a_true_model_learn_the_route_and_q_learning_alone_does_not(two_rooms_runs):
-    late = {m: steps[:, 20:].mean() for m, steps in two_rooms_runs.items()}
-    assert late["replay"] < 30 and late["true model"] < 30  # the shortest route takes about 21 steps
-    assert late["q_learning"] > 60
+def test_replay_and_a_true_model_learn_the_route_and_q_learning_alone_does_not(two_rooms):
+    late = {m: _mean_half(steps, slice(20, 30)) for m, steps in two_rooms.items()}
+    assert late["replay"][0] < 30 and late["true model"][0] < 30  # the shortest route takes about 21 steps
+    assert late["q_learning"][0] - late["q_learning"][1] > 60
+    methods = ("q_learning", "replay", "true model", "linear model")
+    assert [round(late[m][0]) for m in methods] == [106, 24, 23, 109]  # the numbers the chapter quotes
 
 
 @pytest.mark.slow
-def test_the_linear_models_shortcut_through_the_wall_misleads_planning(two_rooms_runs):
-    late = {m: steps[:, 20:].mean() for m, steps in two_rooms_runs.items()}
-    assert late["linear model"] > 2 * late["true model"]
+def test_a_true_model_beats_replay_early_and_they_meet_later(two_rooms):
+    (true_early, h_true), (replay_early, h_replay) = (_mean_half(two_rooms[m], slice(4, 9))
+                                                      for m in ("true model", "replay"))
+    assert true_early + h_true < replay_early - h_replay  # the bands are apart in episodes 5-9
+    (true_late, h_true), (replay_late, h_replay) = (_mean_half(two_rooms[m], slice(20, 30))
+                                                    for m in ("true model", "replay"))
+    assert abs(true_late - replay_late) < h_true + h_replay  # and overlap in episodes 21-30
+
+
+@pytest.mark.slow
+def test_the_linear_models_shortcut_through_the_wall_leaves_the_agent_no_faster_than_q_learning(two_rooms):
+    for episodes in (slice(4, 9), slice(20, 30)):
+        (linear, h_linear), (plain, h_plain) = (_mean_half(two_rooms[m], episodes)
+                                                for m in ("linear model", "q_learning"))
+        assert abs(linear - plain) < h_linear + h_plain  # the chapter: the bands overlap
+    per_episode = {m: (two_rooms[m].mean(axis=0), 1.96 * two_rooms[m].std(axis=0, ddof=1) / np.sqrt(20))
+                   for m in ("linear model", "q_learning")}
+    (m_linear, h_linear), (m_plain, h_plain) = per_episode.values()
+    assert (np.flatnonzero(np.abs(m_linear - m_plain) > h_linear + h_plain) + 1).tolist() == [3]  # as printed
+    late = {m: _mean_half(steps, slice(20, 30)) for m, steps in two_rooms.items()}
+    assert late["linear model"][0] - late["linear model"][1] > 2 * late["true model"][0]
+    assert late["linear model"][1] > 3 * late["q_learning"][1]  # "its runs vary far more"
+
+
+@pytest.mark.slow
+def test_the_side_by_side_runs_agree_with_the_readable_version():
+    """Different random streams, the same algorithm: the mean learning curves agree within their noise."""
+    readable = np.array([run_two_rooms("replay", seed, n_episodes=12) for seed in range(12)])
+    vectorised = two_rooms_runs("replay", n_runs=12, seed=0, n_episodes=12)
+    for episodes in (slice(0, 1), slice(1, 4), slice(4, 8), slice(8, 12)):
+        (a, h_a), (b, h_b) = _mean_half(readable, episodes), _mean_half(vectorised, episodes)
+        assert abs(a - b) < 1.5 * np.hypot(h_a, h_b), (episodes, a, b)  # 1.5 * 1.96 = 2.9 standard errors
+
+
+def test_two_rooms_runs_checks_its_arguments_and_counts_steps():
+    steps = two_rooms_runs("true model", n_runs=3, seed=1, n_episodes=2, max_episode_steps=5)
+    assert steps.shape == (3, 2) and np.all((steps >= 1) & (steps <= 5))
+    with pytest.raises(ValueError, match="method"):
+        two_rooms_runs("dreaming")
+    with pytest.raises(ValueError, match="n_runs"):
+        two_rooms_runs("replay", n_runs=0)
 
 
 def test_state_aggregation_and_methods():

@@ -1,12 +1,18 @@
 """Chapter 2's reference code reproduces the lecture's estimates and Sutton & Barto's Figure 8.2."""
 
+import matplotlib
 import numpy as np
 import pytest
+from matplotlib.colors import LogNorm
 
 from solutions import mdp
 from solutions import model_based as mb
 from solutions.envs import TabularMDPEnv, aima_4x3, blocking_maze, dyna_maze, random_mdp, shortcut_maze
+from solutions.plotting import plot_grid_values, plot_mean_band
 from solutions.q_learning import epsilon_greedy, greedy_action, q_learning_update
+
+matplotlib.use("agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +33,17 @@ def test_lecture_estimates(lecture):
     assert R_hat[s, a] == pytest.approx(-0.04)
     exit_plus = names.index("(4,3)")
     assert R_hat[exit_plus, actions.index("up")] == 1.0 and n[exit_plus].sum() == 2
+
+
+def test_the_lectures_third_trajectory_makes_a_move_the_world_cannot(lecture):
+    """(2,1) -> (3,1) under "left" goes backwards; the 4x3 world only slips at right angles. Counting believes
+    it."""
+    world, n, _ = lecture
+    names, actions = list(world.state_names), list(world.action_names)
+    s, a, s_next = names.index("(2,1)"), actions.index("left"), names.index("(3,1)")
+    assert world.P[s, a, s_next] == 0.0
+    assert world.P[s, a, names.index("(1,1)")] == pytest.approx(0.8) and world.P[s, a, s] == pytest.approx(0.2)
+    assert mb.ml_transition_model(n)[s, a, s_next] == 1.0
 
 
 def test_model_rows_are_distributions_or_zero(lecture):
@@ -72,21 +89,72 @@ def test_certainty_equivalence_ignores_untried_actions_and_terminal_data():
         mb.certainty_equivalent_q(n, R_hat, 1.0, np.array([False, True]))
 
 
-def test_model_based_agent_learns_faster_than_q_learning():
+def test_certainty_equivalence_from_a_warm_start_reaches_the_same_plan(lecture):
+    world, n, R_hat = lecture
+    cold = mb.certainty_equivalent_q(n, R_hat, 0.9, world.terminal)
+    start = cold + np.random.default_rng(0).normal(0.0, 0.1, size=cold.shape)  # untried entries are ignored
+    assert np.allclose(mb.certainty_equivalent_q(n, R_hat, 0.9, world.terminal, Q_init=start), cold, atol=1e-8)
+    with pytest.raises(ValueError, match="Q_init"):
+        mb.certainty_equivalent_q(n, R_hat, 0.9, world.terminal, Q_init=np.zeros((2, 2)))
+
+
+def test_untried_pairs_stop_looking_best_once_the_exit_is_known(lecture):
+    """The plan gives untried pairs 0; after the +1 exit has been seen, tried actions near it are worth more."""
+    world, n, R_hat = lecture
+    Q = mb.certainty_equivalent_q(n, R_hat, 0.9, world.terminal)
+    names, actions = list(world.state_names), list(world.action_names)
+    s = names.index("(1,3)")
+    tried = n[s].sum(axis=1) > 0
+    assert tried[actions.index("right")] and not tried.all()
+    assert Q[s, actions.index("right")] == pytest.approx(0.249, abs=1e-3)  # > 0, the number the chapter prints
+    assert np.all(Q[s, ~tried] == 0.0) and greedy_action(Q[s], np.random.default_rng(0)) == actions.index("right")
+
+
+@pytest.fixture(scope="module")
+def agents_on_the_4x3_world():
+    """The chapter's comparison: 20 runs of 50 episodes, true values of the greedy policies at the start."""
     world = aima_4x3(gamma=0.95)
     start = int(np.argmax(world.initial))
 
     def value(policy):
         return mdp.policy_evaluation_exact(world, mdp.deterministic_to_stochastic(world, policy))[start]
 
-    after = 10
-    model_based = [value(mb.certainty_equivalence_agent(world, after, 0.1, np.random.default_rng(i))[-1])
-                   for i in range(8)]
-    model_free = [value(mb.q_learning_agent(world, after, 0.1, 0.1, np.random.default_rng(i))[-1])
-                  for i in range(8)]
-    optimum = mdp.value_iteration(world)[start]
-    assert np.mean(model_based) > optimum - 0.15
-    assert np.mean(model_based) > np.mean(model_free) + 0.3
+    runs = [mb.certainty_equivalence_agent(world, 50, 0.1, np.random.default_rng(i), return_counts=True)
+            for i in range(20)]
+    model_based = np.array([[value(p) for p in policies] for policies, _ in runs])
+    model_free = np.array([[value(p) for p in mb.q_learning_agent(world, 50, 0.1, 0.1, np.random.default_rng(i))]
+                           for i in range(20)])
+    return world, mdp.value_iteration(world)[start], model_based, model_free, [n for _, n in runs]
+
+
+def _band(values):
+    return values.mean(axis=0), 1.96 * values.std(axis=0, ddof=1) / np.sqrt(len(values))
+
+
+@pytest.mark.slow
+def test_model_based_agent_learns_faster_than_q_learning(agents_on_the_4x3_world):
+    _, optimum, model_based, model_free, _ = agents_on_the_4x3_world
+    (m_mb, h_mb), (m_mf, h_mf) = _band(model_based), _band(model_free)
+    overlap = np.flatnonzero(m_mb - h_mb <= m_mf + h_mf) + 1
+    assert overlap.tolist() == [43]  # the chapter: "the bands overlap only at episode 43"
+    assert m_mb[9] == pytest.approx(0.40, abs=0.005) and m_mf[9] == pytest.approx(-0.62, abs=0.005)
+    assert m_mf[-1] < optimum - 0.05 < m_mb[9] + h_mb[9]
+
+
+@pytest.mark.slow
+def test_the_model_based_agent_leaves_pairs_untried(agents_on_the_4x3_world):
+    world, optimum, model_based, _, counts = agents_on_the_4x3_world
+    inner = [s for s, name in enumerate(world.state_names) if name not in ("(4,3)", "(4,2)", "end")]
+    tried = np.array([(n[inner].sum(axis=2) > 0).sum() for n in counts])
+    assert tried.mean() == pytest.approx(30.6, abs=0.05) and tried.min() < 36  # pairs stay untried in 50 episodes
+    assert np.sum(model_based[:, -1] < optimum - 0.01) == 7  # runs that end with a worse policy
+
+
+def test_agent_returns_its_counts_on_request():
+    world = aima_4x3(gamma=0.95)
+    policies, n = mb.certainty_equivalence_agent(world, 2, 0.1, np.random.default_rng(0), return_counts=True)
+    again = mb.certainty_equivalence_agent(world, 2, 0.1, np.random.default_rng(0))
+    assert np.array_equal(policies, again) and n.shape == (12, 4, 12) and n.sum() > 0
 
 
 def shortest_path_length(maze) -> int:
@@ -129,6 +197,18 @@ def test_figure_8_2_planning_speeds_learning(figure_8_2, n_planning, earliest, l
 
 
 @pytest.mark.slow
+def test_figure_8_2_bands_separate_as_the_chapter_says(figure_8_2):
+    def below(high, low):  # episodes (from 2) at which the band of n = high lies below that of n = low
+        (m_low, h_low), (m_high, h_high) = _band(figure_8_2[low][:, 1:]), _band(figure_8_2[high][:, 1:])
+        return (np.flatnonzero(m_low - h_low > m_high + h_high) + 2).tolist()
+
+    assert below(5, 0)[:23] == list(range(2, 25))
+    assert below(50, 5) == [2, 3, 4, 5]
+    third = _band(figure_8_2[50])
+    assert (round(third[0][2], 1), round(third[1][2], 1)) == (18.5, 1.2)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("n_planning", [0, 5, 50])
 def test_figure_8_2_late_episodes_near_the_shortest_path(figure_8_2, n_planning):
     late = figure_8_2[n_planning][:, 40:50].mean()
@@ -166,10 +246,24 @@ def test_dyna_maze_squares_must_cover_the_open_squares():
         dyna_maze(squares=((2, 0), (0, 8)))
 
 
+def test_dyna_q_draws_planning_pairs_uniformly_so_states_with_more_tried_actions_come_up_more():
+    """Not S&B's box (a state uniformly, then one of its tried actions): with 3 pairs tried in state 0 and one in
+    state 1, state 0 is planned from 3/4 of the time, not 1/2."""
+    model = {(0, 0): (0.0, 1, False), (0, 1): (0.0, 1, False), (0, 2): (0.0, 1, False), (1, 0): (1.0, 2, True)}
+    rng = np.random.default_rng(0)
+    Q = np.zeros((3, 3))
+    from_state_1 = 0
+    for _ in range(4000):
+        before = Q[1, 0]
+        mb.dyna_q_planning_step(Q, model, 1e-6, 0.9, rng)
+        from_state_1 += Q[1, 0] != before
+    assert abs(from_state_1 / 4000 - 0.25) < 0.025
+
+
 @pytest.fixture(scope="module")
 def shortcut_runs():
     before, after = shortcut_maze()
-    return {kappa: mb.changing_maze_runs(before, after, 3000, 6000, 10, kappa, n_runs=10, seed=0)
+    return {kappa: mb.changing_maze_runs(before, after, 3000, 6000, 10, kappa, n_runs=20, seed=0)
             for kappa in (None, 1e-3)}
 
 
@@ -181,6 +275,50 @@ def test_dyna_q_plus_finds_the_shortcut_and_dyna_q_does_not(shortcut_runs):
     assert late[None].max() <= 62 and late[1e-3].min() >= 70
     before_switch = {kappa: runs[:, 2999].mean() for kappa, runs in shortcut_runs.items()}
     assert 0.8 < before_switch[1e-3] / before_switch[None] < 1.25  # alike while the world stands still
+    # the chapter's numbers: no short episode for Dyna-Q; Dyna-Q+ finds the shortcut in every run
+    assert np.all(mb.first_short_episode(shortcut_runs[None], 3000, 16) == -1)
+    found = mb.first_short_episode(shortcut_runs[1e-3], 3000, 16) - 3000
+    assert found.min() == 121 and found.max() == 1019 and np.median(found) == 394
+
+
+def test_first_short_episode_reads_episode_lengths_off_cumulative_rewards():
+    # episodes end at steps 5, 9 (4 steps), 20 (11 steps), 22 (2 steps); in the second run never
+    rewards = np.zeros((2, 25), dtype=int)
+    for end in (5, 9, 20, 22):
+        rewards[0, end - 1:] += 1
+    assert mb.first_short_episode(rewards, 0, 5).tolist() == [9, -1]
+    assert mb.first_short_episode(rewards, 9, 5).tolist() == [22, -1]
+    assert mb.first_short_episode(rewards, 0, 3).tolist() == [22, -1]
+    with pytest.raises(ValueError, match="rise by 0 or 1"):
+        mb.first_short_episode(np.array([[0, 2]]), 0, 3)
+    with pytest.raises(ValueError, match="shape"):
+        mb.first_short_episode(np.zeros(4), 0, 3)
+
+
+def test_figure_8_3_after_two_episodes_planning_gives_a_shortest_greedy_path():
+    maze = dyna_maze()
+    _, plain = mb.dyna_q(maze, 0, 2, np.random.default_rng(4))
+    _, planned = mb.dyna_q(maze, 50, 2, np.random.default_rng(4))
+    assert np.count_nonzero(plain.max(axis=1) > 0) == 2
+    single_best = (planned == planned.max(axis=1, keepdims=True)).sum(axis=1) == 1
+    assert single_best.sum() == 45
+    assert len(mb.greedy_path(maze, planned)) - 1 == 14
+
+
+def test_plot_mean_band_and_a_log_value_scale():
+    fig, ax = plt.subplots()
+    runs = np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 5.0]])
+    mean, half = plot_mean_band(ax, [1, 2, 3], runs, label="x")
+    assert np.allclose(mean, [2.0, 2.0, 4.0])
+    assert np.allclose(half, 1.96 * np.array([np.sqrt(2), 0.0, np.sqrt(2)]) / np.sqrt(2))
+    with pytest.raises(ValueError, match="n_runs >= 2"):
+        plot_mean_band(ax, [1, 2, 3], runs[:1])
+    with pytest.raises(ValueError, match="z"):
+        plot_mean_band(ax, [1, 2, 3], runs, z=0)
+    maze = dyna_maze()
+    plot_grid_values(maze, np.linspace(1e-6, 1, maze.n_states), ax=ax, fmt="", norm=LogNorm(1e-6, 1))
+    assert isinstance(ax.images[-1].norm, LogNorm)
+    plt.close(fig)
 
 
 @pytest.mark.slow
