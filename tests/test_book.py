@@ -47,9 +47,14 @@ def test_chapter_3_page_has_figures_widget_and_the_reproduced_numbers(site):
 
 
 def test_chapter_2_page_has_figures_widget_and_the_reproduced_numbers(site):
-    page = _chapter_page(site, "02_model_based", "model_based", images=5, answers=5)
+    page = _chapter_page(site, "02_model_based", "model_based", images=8, answers=5)
     assert "first episode with a mean of at most 20 steps: 3" in page  # n = 50 in Figure 8.2
     assert "0.667" in page  # the lecture's estimate of p((2,3) | (1,3), right)
+    assert "estimated p((3,1) | (2,1), left) = 1, true p = 0" in page  # the lecture's inconsistent step
+    assert "episodes at which the two bands overlap: [43]" in page  # certainty equivalence vs Q-learning
+    assert "the greedy path from S takes 14 steps to G" in page  # Figure 8.3, n = 50
+    assert "20 of 20 runs found the shortcut, 121 to 1019 steps after it opened" in page  # Dyna-Q+
+    assert "do not overlap: [3]" in page  # two rooms: linear model vs plain Q-learning
 
 
 def test_references_page_lists_the_works_cited(site):
