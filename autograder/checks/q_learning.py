@@ -10,9 +10,15 @@ epsilon / A + (1 - epsilon) / (number of greedy actions) within 4.5 standard err
 implementation fails one action's test with probability about 7e-6, so all the cases of a check (at most 7 cases
 of at most 5 actions) together with probability below 0.001. When an answer is wrong, the check compares it with
 known-buggy variants (the ``_bug_*`` functions, or the frequencies a bug would give) to name the likely bug.
+
+Besides the values, the checks test what the statements ask for and callers rely on: inputs that are not to be
+updated stay unchanged (an answer called with ``Q[s]`` must not write into the Q-table), flags and indices may come
+as NumPy scalars (``numpy.bool_``, ``numpy.int64``), and ``bandit_update`` may be called without ``alpha``.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -48,6 +54,23 @@ POINTS = {
 _HINT_TERMINAL = ("you bootstrapped from a terminal state: when the next state is terminal the target is the "
                   "reward alone (a terminal state is worth 0)")
 _HINT_NO_ALPHA = "you replaced the estimate by the target: move it a step alpha towards the target"
+_HINT_IS_TRUE = ("with terminated = numpy.True_ (what NumPy code and vector environments give) you bootstrapped: "
+                 "test the flag by its truth value, `if terminated:`, not with `terminated is True`")
+
+
+def _changed(before: dict, after: dict) -> str | None:
+    """None if every array in ``after`` equals the one of the same name in ``before``; else a hint naming it."""
+    for name, value in before.items():
+        if not np.array_equal(np.asarray(after[name]), value):
+            return (f"your function changed its input {name}: leave it as it is (work on a copy); a caller that "
+                    f"passes a row of its Q-table or its feature vectors would find them altered")
+    return None
+
+
+def _numpy_scalars(stream: list) -> list:
+    """The same transitions with indices as numpy.int64 and flags as numpy.bool_, as NumPy code produces them."""
+    return [(np.int64(s), np.int64(a), np.float64(r), np.int64(s_next), np.int64(a_next), np.bool_(terminated))
+            for s, a, r, s_next, a_next, terminated in stream]
 
 
 def _scored(name: str, fn, cases: list[Case]) -> Score:
@@ -81,6 +104,11 @@ def _bug_q_no_gamma(Q, s, a, r, s_next, terminated, alpha, gamma):
     Q[s, a] += alpha * (target - Q[s, a])
 
 
+def _bug_q_max_from_zero(Q, s, a, r, s_next, terminated, alpha, gamma):
+    target = r if terminated else r + gamma * max(0.0, np.max(Q[s_next]))
+    Q[s, a] += alpha * (target - Q[s, a])
+
+
 def _replay_q(update, Q0, stream, alpha, gamma):
     Q = Q0.copy()
     for s, a, r, s_next, _, terminated in stream:
@@ -89,12 +117,16 @@ def _replay_q(update, Q0, stream, alpha, gamma):
 
 
 def _q_update_case(name, Q0, stream, alpha, gamma) -> Case:
+    numpy_flags = any(isinstance(t[-1], np.bool_) for t in stream)
+
     def run(fn):
         Q = _replay_q(fn, Q0, stream, alpha, gamma)
         if np.array_equal(Q, Q0):
             return "Q did not change: update Q[s, a] in place"
         diagnoses = [(_replay_q(bug, Q0, stream, alpha, gamma), hint) for bug, hint in (
-            (_bug_q_bootstrap_terminal, _HINT_TERMINAL),
+            (_bug_q_bootstrap_terminal, _HINT_IS_TRUE if numpy_flags else _HINT_TERMINAL),
+            (_bug_q_max_from_zero, "the largest next value can be negative: take max(Q[s_next]) itself, not "
+             "a running maximum started at 0"),
             (_bug_q_max_over_s, "the target uses max_a' Q(s', a') of the *next* state s_next, not of s"),
             (_bug_q_no_alpha, _HINT_NO_ALPHA),
             (_bug_q_no_gamma, "discount the next state's value: r + gamma * max(Q[s_next])"),
@@ -112,9 +144,9 @@ def check_q_learning_update(fn, hidden: bool = False) -> Score:
         cases = []
         for i in range(3):
             S, A = int(rng.integers(3, 9)), int(rng.integers(2, 5))
+            stream = _transitions(rng, S, A, int(rng.integers(10, 60)))
             cases.append(_q_update_case(f"random stream #{i + 1} ({S} states, {A} actions)",
-                                        rng.normal(size=(S, A)),
-                                        _transitions(rng, S, A, int(rng.integers(10, 60))),
+                                        rng.normal(size=(S, A)), _numpy_scalars(stream) if i == 2 else stream,
                                         float(rng.uniform(0.05, 0.9)), float(rng.uniform(0.5, 0.99))))
         return _scored("q_learning_update", fn, cases)
     rng = np.random.default_rng(11)
@@ -124,8 +156,12 @@ def check_q_learning_update(fn, hidden: bool = False) -> Score:
                        [(0, 1, 0.5, 1, 0, False)], 0.5, 0.9),
         _q_update_case("one update into a terminal state (target = r = 10)", Q0, [(2, 0, 10.0, 1, 0, True)], 0.1,
                        0.9),
+        _q_update_case("every next value negative: target 0.5 + 0.9 * max(-2, -3) = -1.3",
+                       np.array([[-1.0, -2.0], [-2.0, -3.0], [-0.5, -0.5]]), [(0, 1, 0.5, 1, 0, False)], 0.5, 0.9),
         _q_update_case("40 random transitions, some terminal", rng.normal(size=(5, 3)),
                        _transitions(rng, 5, 3, 40), 0.2, 0.95),
+        _q_update_case("20 random transitions given as NumPy scalars (numpy.int64 states, numpy.bool_ flags)",
+                       rng.normal(size=(4, 3)), _numpy_scalars(_transitions(rng, 4, 3, 20)), 0.3, 0.9),
     ]
     return _scored("q_learning_update", fn, cases)
 
@@ -174,7 +210,10 @@ def _epsilon_case(name, q, epsilon, seed) -> Case:
         counts = np.zeros(q.size, dtype=np.int64)
         first_draws = []
         for i in range(_DRAWS):
-            a = fn(q.copy(), epsilon, rng)
+            values = q.copy()
+            a = fn(values, epsilon, rng)
+            if i < 50 and (problem := _changed({"q": q}, {"q": values})):
+                return problem
             if not isinstance(a, (int, np.integer)) or not 0 <= a < q.size:
                 return f"return an action, an int in 0..{q.size - 1}; got {a!r}"
             counts[a] += 1
@@ -225,8 +264,9 @@ def _boltzmann_case(name, q, temperature) -> Case:
     q = np.asarray(q, dtype=np.float64)
 
     def run(fn):
+        values = q.copy()
         with np.errstate(all="ignore"):
-            got = fn(q.copy(), temperature)
+            got = fn(values, temperature)
             expected = ref.boltzmann_probabilities(q, temperature)
             weights = np.exp(q * temperature)
             diagnoses = [(weights / weights.sum(), "divide the values by the temperature: exp(q / T), "
@@ -236,7 +276,8 @@ def _boltzmann_case(name, q, temperature) -> Case:
         if arr is not None and arr.shape == q.shape and not np.all(np.isfinite(arr)):
             return ("the result contains nan or inf: exp(q / T) overflowed; subtract max(q) from q before "
                     "exponentiating (it cancels in the ratio)")
-        return compare_arrays(got, expected, atol=1e-9, what="the probabilities", diagnoses=diagnoses)
+        return (compare_arrays(got, expected, atol=1e-9, what="the probabilities", diagnoses=diagnoses)
+                or _changed({"q": q}, {"q": values}))
 
     return Case(name, run)
 
@@ -275,16 +316,28 @@ def _bug_bandit_ignores_alpha(Q, N, a, r, alpha=None):
     Q[a] += (r - Q[a]) / N[a]
 
 
-def _replay_bandit(update, k, stream, alpha):
+def _replay_bandit(update, k, stream, alpha, omit_alpha=False):
+    """Q and N after the stream; with ``omit_alpha`` the calls leave alpha out (alpha None) or name it."""
     Q, N = np.zeros(k), np.zeros(k, dtype=np.int64)
     for a, r in stream:
-        update(Q, N, a, r, alpha)
+        if not omit_alpha:
+            update(Q, N, a, r, alpha)
+        elif alpha is None:
+            update(Q, N, a, r)
+        else:
+            update(Q, N, a, r, alpha=alpha)
     return Q, N
 
 
-def _bandit_case(name, k, stream, alpha) -> Case:
+def _bandit_case(name, k, stream, alpha, omit_alpha=False) -> Case:
     def run(fn):
-        Q, N = _replay_bandit(fn, k, stream, alpha)
+        try:
+            Q, N = _replay_bandit(fn, k, stream, alpha, omit_alpha)
+        except TypeError as exc:
+            if omit_alpha and "alpha" in str(exc):
+                return ("keep the signature bandit_update(Q, N, a, r, alpha=None): callers leave alpha out for "
+                        f"sample averages and name it otherwise ({exc})")
+            raise
         expected_Q, expected_N = _replay_bandit(ref_bandits.bandit_update, k, stream, alpha)
         problem = compare_arrays(N, expected_N, atol=0, what="the counts N",
                                  diagnoses=[(np.zeros(k), "N was not updated: add 1 to N[a] for each reward")])
@@ -315,6 +368,10 @@ def check_bandit_update(fn, hidden: bool = False) -> Score:
     cases = [
         _bandit_case("rewards 2, 4, 9 for one arm: the sample average is 5", 2, [(1, 2.0), (1, 4.0), (1, 9.0)],
                      None),
+        _bandit_case("called without alpha, as bandit_update(Q, N, a, r)", 3,
+                     [(0, 1.0), (2, -3.0), (0, 5.0)], None, omit_alpha=True),
+        _bandit_case("the same rewards with alpha = 0.5 given by name", 3, [(0, 1.0), (2, -3.0), (0, 5.0)], 0.5,
+                     omit_alpha=True),
         _bandit_case("100 rewards over 4 arms, sample averages", 4, _bandit_stream(rng, 4, 100), None),
         _bandit_case("100 rewards over 4 arms, constant alpha = 0.1", 4, _bandit_stream(rng, 4, 100), 0.1),
     ]
@@ -389,34 +446,34 @@ def check_sarsa_update(fn, hidden: bool = False) -> Score:
 
 # ------------------------------------------------------------------------------------- semi-gradient linear update
 
-def _bug_linear_bootstrap_terminal(theta, features, next_features, r, terminated, alpha, gamma):
-    delta = r + gamma * np.max(next_features @ theta) - features @ theta
-    theta += alpha * delta * features
+def _bug_linear_bootstrap_terminal(w, features, next_features, r, terminated, alpha, gamma):
+    delta = r + gamma * np.max(next_features @ w) - features @ w
+    w += alpha * delta * features
     return float(delta)
 
 
-def _bug_linear_full_gradient(theta, features, next_features, r, terminated, alpha, gamma):
+def _bug_linear_full_gradient(w, features, next_features, r, terminated, alpha, gamma):
     if terminated:
-        delta, gradient = r - features @ theta, features
+        delta, gradient = r - features @ w, features
     else:
-        best = int(np.argmax(next_features @ theta))
-        delta = r + gamma * next_features[best] @ theta - features @ theta
+        best = int(np.argmax(next_features @ w))
+        delta = r + gamma * next_features[best] @ w - features @ w
         gradient = features - gamma * next_features[best]
-    theta += alpha * delta * gradient
+    w += alpha * delta * gradient
     return float(delta)
 
 
-def _bug_linear_next_features(theta, features, next_features, r, terminated, alpha, gamma):
-    target = r if terminated else r + gamma * np.max(next_features @ theta)
-    delta = target - features @ theta
-    theta += alpha * delta * (features if terminated else next_features[int(np.argmax(next_features @ theta))])
+def _bug_linear_next_features(w, features, next_features, r, terminated, alpha, gamma):
+    target = r if terminated else r + gamma * np.max(next_features @ w)
+    delta = target - features @ w
+    w += alpha * delta * (features if terminated else next_features[int(np.argmax(next_features @ w))])
     return float(delta)
 
 
-def _replay_linear(update, theta0, stream, alpha, gamma):
-    theta = theta0.copy()
-    deltas = [update(theta, f, f_next, r, terminated, alpha, gamma) for f, f_next, r, terminated in stream]
-    return theta, deltas
+def _replay_linear(update, w0, stream, alpha, gamma):
+    w = w0.copy()
+    deltas = [update(w, f, f_next, r, terminated, alpha, gamma) for f, f_next, r, terminated in stream]
+    return w, deltas
 
 
 def _linear_stream(rng: np.random.Generator, d: int, n_actions: int, length: int, binary: bool) -> list:
@@ -427,32 +484,38 @@ def _linear_stream(rng: np.random.Generator, d: int, n_actions: int, length: int
             for _ in range(length)]
 
 
-def _linear_case(name, theta0, stream, alpha, gamma) -> Case:
+def _linear_case(name, w0, stream, alpha, gamma) -> Case:
     def run(fn):
-        theta, deltas = _replay_linear(fn, theta0, stream, alpha, gamma)
-        expected_theta, expected_deltas = _replay_linear(ref.semi_gradient_q_update, theta0, stream, alpha, gamma)
-        if np.array_equal(theta, theta0):
-            return "theta did not change: update it in place (theta += ...)"
-        diagnoses = [(_replay_linear(bug, theta0, stream, alpha, gamma)[0], hint) for bug, hint in (
+        given = [(f.copy(), f_next.copy(), r, terminated) for f, f_next, r, terminated in stream]
+        w, deltas = _replay_linear(fn, w0, given, alpha, gamma)
+        for (f, f_next, _, _), (f_after, f_next_after, _, _) in zip(stream, given):
+            problem = _changed({"features": f, "next_features": f_next},
+                               {"features": f_after, "next_features": f_next_after})
+            if problem:
+                return problem
+        expected_w, expected_deltas = _replay_linear(ref.semi_gradient_q_update, w0, stream, alpha, gamma)
+        if np.array_equal(w, w0):
+            return "w did not change: update it in place (w += ...)"
+        diagnoses = [(_replay_linear(bug, w0, stream, alpha, gamma)[0], hint) for bug, hint in (
             (_bug_linear_bootstrap_terminal, _HINT_TERMINAL),
             (_bug_linear_full_gradient, "you also differentiated the target: a semi-gradient update treats "
              "r + gamma max Q(s', .) as a constant, so the step is alpha * delta * f(s, a)"),
             (_bug_linear_next_features, "step along f(s, a), the features of the pair being updated, not along "
              "those of the next state"),
         )]
-        problem = compare_arrays(theta, expected_theta, atol=1e-9, what=f"theta after {len(stream)} update(s)",
+        problem = compare_arrays(w, expected_w, atol=1e-9, what=f"w after {len(stream)} update(s)",
                                  diagnoses=diagnoses)
         if problem:
             return problem
         if any(d is None for d in deltas):
-            return "theta is right; now return the TD error delta as a float"
+            return "w is right; now return the TD error delta as a float"
         return compare_arrays(deltas, expected_deltas, atol=1e-9, what="the TD errors returned")
 
     return Case(name, run)
 
 
 def check_semi_gradient_q_update(fn, hidden: bool = False) -> Score:
-    """Check ``semi_gradient_q_update(theta, features, next_features, r, terminated, alpha, gamma) -> delta``."""
+    """Check ``semi_gradient_q_update(w, features, next_features, r, terminated, alpha, gamma) -> delta``."""
     if hidden:
         rng = hidden_rng()
         cases = []
@@ -463,11 +526,11 @@ def check_semi_gradient_q_update(fn, hidden: bool = False) -> Score:
                                       float(rng.uniform(0.01, 0.3)), float(rng.uniform(0.5, 0.99))))
         return _scored("semi_gradient_q_update", fn, cases)
     rng = np.random.default_rng(13)
-    theta0 = np.array([0.5, -1.0, 2.0])
+    w0 = np.array([0.5, -1.0, 2.0])
     one = [(np.array([1.0, 0.0, 1.0]), np.array([[0.0, 1.0, 0.0], [1.0, 1.0, 0.0]]), 1.0, False)]
     cases = [
-        _linear_case("one update: theta . f = 2.5, target 1 + 0.9 * max(-1, -0.5)", theta0, one, 0.1, 0.9),
-        _linear_case("one update into a terminal state", theta0, [(one[0][0], one[0][1], 3.0, True)], 0.1, 0.9),
+        _linear_case("one update: w . f = 2.5, target 1 + 0.9 * max(-1, -0.5)", w0, one, 0.1, 0.9),
+        _linear_case("one update into a terminal state", w0, [(one[0][0], one[0][1], 3.0, True)], 0.1, 0.9),
         _linear_case("30 updates with binary (tile-coding-like) features", np.zeros(8),
                      _linear_stream(rng, 8, 3, 30, True), 0.1, 0.95),
         _linear_case("30 updates with real-valued features", rng.normal(size=6),
@@ -499,6 +562,23 @@ def _bug_dqn_max_q(q_network, target_network, states, actions, rewards, next_sta
     q = q_network(states).max(dim=1).values
     with torch.no_grad():
         target = rewards + gamma * (1.0 - terminated) * target_network(next_states).max(dim=1).values
+    return torch.nn.functional.smooth_l1_loss(q, target)
+
+
+def _bug_dqn_unsqueezed(q_network, target_network, states, actions, rewards, next_states, terminated, gamma):
+    q = q_network(states).gather(1, actions.unsqueeze(1))  # (B, 1) against targets (B,): broadcasts to (B, B)
+    with torch.no_grad():
+        target = rewards + gamma * (1.0 - terminated) * target_network(next_states).max(dim=1).values
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns about the broadcast; this is the check's own computation
+        return torch.nn.functional.smooth_l1_loss(q, target)
+
+
+def _bug_dqn_double(q_network, target_network, states, actions, rewards, next_states, terminated, gamma):
+    q = q_network(states).gather(1, actions.unsqueeze(1)).squeeze(1)
+    with torch.no_grad():
+        best = q_network(next_states).argmax(dim=1, keepdim=True)
+        target = rewards + gamma * (1.0 - terminated) * target_network(next_states).gather(1, best).squeeze(1)
     return torch.nn.functional.smooth_l1_loss(q, target)
 
 
@@ -551,7 +631,11 @@ def _dqn_case(name, seed, batch, state_dim, n_actions, hidden, gamma) -> Case:
                           (_bug_dqn_mse, "use the Huber loss (torch.nn.functional.smooth_l1_loss), not the "
                            "squared error"),
                           (_bug_dqn_max_q, "the prediction is Q(s, a) of the action taken (gather with actions), "
-                           "not the max over actions")):
+                           "not the max over actions"),
+                          (_bug_dqn_unsqueezed, "Q(s, a) after gather has shape (B, 1) and the targets (B,): the "
+                           "loss broadcasts them to (B, B); squeeze(1) the gathered values"),
+                          (_bug_dqn_double, "that is the double DQN target (action chosen by q_network, valued by "
+                           "target_network); this exercise asks for DQN's max_a' of target_network's values")):
             networks = _dqn_setup(seed, batch, state_dim, n_actions, hidden)[:2]
             buggy[hint] = _dqn_outcome(bug, *networks, data, gamma)
         problem = compare_arrays(loss, expected_loss, atol=1e-5, what="the loss",
