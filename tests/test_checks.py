@@ -33,6 +33,24 @@ EXERCISES = [(chapter, c, r, name) for chapter, c, r, _ in CHAPTERS for name in 
 BUGS = [(chapter, c, *bug) for chapter, c, _, bugs in CHAPTERS for bug in bugs]
 
 
+def _correct_banks():
+    """Correct answers in other styles (loops, float32, torch, other libraries' idioms): tests/correct_<module>.py."""
+    import importlib
+
+    banks = []
+    for chapter, checks_module, _, _ in CHAPTERS:
+        module_name = checks_module.__name__.rsplit(".", 1)[-1]
+        try:
+            bank = importlib.import_module(f"tests.correct_{module_name}")
+        except ModuleNotFoundError:
+            continue
+        banks += [(chapter, checks_module, name, fn) for name, fn in bank.CORRECT]
+    return banks
+
+
+CORRECT = _correct_banks()
+
+
 def as_student(fn):
     """The reference function as if the student had written it (the checks refuse `solutions` itself)."""
 
@@ -81,6 +99,18 @@ def test_known_bug_loses_points_with_the_intended_hint(chapter, checks_module, n
     out, err = capsys.readouterr()
     assert float(score) < checks_module.POINTS[name]
     assert hint in out, out
+    assert err == ""
+
+
+@pytest.mark.parametrize("chapter, checks_module, name, answer", CORRECT,
+                         ids=[f"{c[0]}-{c[2]}-{c[3].__name__}" for c in CORRECT])
+@pytest.mark.parametrize("hidden", [False, True])
+def test_a_correct_answer_in_another_style_gets_full_marks(chapter, checks_module, name, answer, hidden, capsys,
+                                                           monkeypatch):
+    monkeypatch.setenv("AUTOGRADER_SEED", "2468")
+    score = getattr(checks_module, f"check_{name}")(answer, hidden=hidden)
+    out, err = capsys.readouterr()
+    assert float(score) == checks_module.POINTS[name], out
     assert err == ""
 
 
