@@ -33,6 +33,24 @@ EXERCISES = [(chapter, c, r, name) for chapter, c, r, _ in CHAPTERS for name in 
 BUGS = [(chapter, c, *bug) for chapter, c, _, bugs in CHAPTERS for bug in bugs]
 
 
+def _correct_banks():
+    """Correct answers in other styles (loops, float32, torch, other libraries' idioms): tests/correct_<module>.py."""
+    import importlib
+
+    banks = []
+    for chapter, checks_module, _, _ in CHAPTERS:
+        module_name = checks_module.__name__.rsplit(".", 1)[-1]
+        try:
+            bank = importlib.import_module(f"tests.correct_{module_name}")
+        except ModuleNotFoundError:
+            continue
+        banks += [(chapter, checks_module, name, fn) for name, fn in bank.CORRECT]
+    return banks
+
+
+CORRECT = _correct_banks()
+
+
 def as_student(fn):
     """The reference function as if the student had written it (the checks refuse `solutions` itself)."""
 
@@ -81,6 +99,18 @@ def test_known_bug_loses_points_with_the_intended_hint(chapter, checks_module, n
     out, err = capsys.readouterr()
     assert float(score) < checks_module.POINTS[name]
     assert hint in out, out
+    assert err == ""
+
+
+@pytest.mark.parametrize("chapter, checks_module, name, answer", CORRECT,
+                         ids=[f"{c[0]}-{c[2]}-{c[3].__name__}" for c in CORRECT])
+@pytest.mark.parametrize("hidden", [False, True])
+def test_a_correct_answer_in_another_style_gets_full_marks(chapter, checks_module, name, answer, hidden, capsys,
+                                                           monkeypatch):
+    monkeypatch.setenv("AUTOGRADER_SEED", "2468")
+    score = getattr(checks_module, f"check_{name}")(answer, hidden=hidden)
+    out, err = capsys.readouterr()
+    assert float(score) == checks_module.POINTS[name], out
     assert err == ""
 
 
@@ -151,3 +181,65 @@ def test_a_later_exercise_is_checked_with_the_reference_of_the_earlier_one(capsy
     capsys.readouterr()
     assert float(score) == checks_model_based.POINTS["dyna_q_episode"]
     assert episode.__globals__["dyna_q_planning_step"] is planning_without_step_size  # the student's, put back
+
+
+# ------------------------------------------------------------------------------------ the harness itself
+
+def test_a_float32_answer_passes_to_its_precision_and_a_wrong_one_still_fails():
+    expected = np.array([2 / 3, 1 / 3, 1e3 / 7])
+    assert _harness.compare_arrays(expected.astype(np.float32), expected, atol=1e-12) is None
+    import torch
+
+    assert _harness.compare_arrays(torch.tensor(expected, dtype=torch.float32), expected, atol=1e-12) is None
+    assert _harness.compare_arrays(torch.tensor(expected, requires_grad=True) * 1, expected, atol=1e-12) is None
+    wrong = (expected * 1.001).astype(np.float32)
+    assert _harness.compare_arrays(wrong, expected, atol=1e-12) is not None
+    # float64 keeps the check's own tolerance
+    assert _harness.compare_arrays(expected + 1e-10, expected, atol=1e-12) is not None
+
+
+@pytest.mark.parametrize("expected, got", [(2 / 3, np.float32(2 / 3) + np.float32(1e-6)), (0.1, 0.1 + 1e-15),
+                                           (np.arange(3.0), np.arange(3.0) + [0, 1e-13, 0]),
+                                           (1.0, np.float32(1.0000001))])
+def test_a_message_never_shows_an_expected_and_a_received_value_that_print_the_same(expected, got):
+    e_text, g_text = _harness.format_pair(np.asarray(expected), np.asarray(got))
+    assert e_text != g_text
+    message = _harness.compare_arrays(got, expected, atol=0.0)
+    if message is not None:
+        numbers = [w.rstrip(",;") for w in message.replace("got", " ").split() if w[:1].isdigit()]
+        assert len(set(numbers[-2:])) == 2, message
+
+
+def _square_case(x, name=None):
+    def run(fn):
+        diagnoses = [(x + 1, "you added 1"), (2 * x, "you doubled instead of squaring")]
+        return _harness.compare_arrays(fn(x), x**2, atol=1e-9, what="y", diagnoses=diagnoses)
+    return _harness.Case(name or f"x = {x}", run, inputs={"x": x})
+
+
+def test_a_hint_is_named_only_when_it_explains_every_failing_case(capsys):
+    cases = [_square_case(2.0), _square_case(3.0), _square_case(np.array([1.0, 4.0, 5.0]))]
+    _harness.run_check("square", lambda x: 2 * x, cases, 1)
+    out = capsys.readouterr().out
+    # 2 * 2 = 2**2 passes; the two failing cases both match "doubled"
+    assert "Likely mistake: you doubled instead of squaring" in out and "added 1" not in out
+    _harness.run_check("square", lambda x: x + 1 if np.ndim(x) == 0 else 2 * x, cases, 1)
+    out = capsys.readouterr().out
+    # x + 1 on 2.0 and 3.0, 2x on the array: no single mistake explains all three failures
+    assert "Likely mistake" not in out and "added 1" not in out and "doubled" not in out
+    assert "Smallest failing case, to debug: x = 2.0" in out
+    assert "x = 2.0" in out and "expected y = 4" in out and "your     y = 3" in out
+
+
+def test_a_coincidence_on_a_single_case_is_reported_as_such(capsys):
+    cases = [_square_case(2.0), _square_case(3.0)]
+    _harness.run_check("square", lambda x: x + 1 if x == 3.0 else x**2, cases, 1)
+    out = capsys.readouterr().out
+    assert "Likely mistake (from the one failing case): you added 1" in out
+
+
+def test_the_smallest_failing_case_of_a_big_array_lists_the_entries_that_differ(capsys):
+    x = np.arange(60.0).reshape(3, 4, 5)
+    _harness.run_check("square", lambda x: np.where(x == 17, 0, x**2), [_square_case(x, "big")], 1)
+    out = capsys.readouterr().out
+    assert "1 of the 60 entries of y (shape (3, 4, 5)) differ" in out and "y[0, 3, 2]: expected 289, yours 0" in out

@@ -1,8 +1,14 @@
 """The machinery every check shares: cases, time limits, hints, and the score nbgrader reads.
 
-A check runs a student's function on a list of :class:`Case` objects, prints one line per case (``✓`` or
-``✗`` with a hint naming the likely bug) and returns a :class:`Score`. The score is the last expression of
-the test cell, so nbgrader reads it as partial credit (its ``text/plain`` form is a bare number).
+A check runs a student's function on a list of :class:`Case` objects, prints one line per case (``✓``, or ``✗``
+with what is wrong) and returns a :class:`Score`. The score is the last expression of the test cell, so nbgrader
+reads it as partial credit (its ``text/plain`` form is a bare number).
+
+How a failure is explained (issue 11): a case that compares a value returns a :class:`Failure` carrying the
+expected and received values and the *diagnoses* (hints naming a known mistake) whose buggy output the received
+value matches. After the cases, a hint is named only if it explains **every** failing case; otherwise the check
+shows the smallest failing case -- its inputs, the expected and the received value side by side -- so the student
+can debug it. One coincidence on one case never names a mistake.
 
 Nothing here writes to stderr: nbgrader gives 0 points to a cell with stderr output, so warnings raised by
 the student's code are caught and printed on stdout, and so is anything the code prints to stderr.
@@ -24,8 +30,8 @@ from typing import Any, Callable
 import numpy as np
 
 __all__ = [
-    "PASS_MARK", "FAIL_MARK", "Case", "CheckTimeout", "Score", "compare_arrays", "hidden_rng", "run_check",
-    "using_reference_helpers",
+    "PASS_MARK", "FAIL_MARK", "Case", "CheckTimeout", "Failure", "Score", "as_float_array", "compare_arrays",
+    "format_pair", "hidden_rng", "precision_tolerance", "run_check", "using_reference_helpers",
 ]
 
 PASS_MARK = "✓"
@@ -71,10 +77,55 @@ class Score:
 
 @dataclass(frozen=True)
 class Case:
-    """One test case: ``run(fn)`` returns None when ``fn`` passes, else a message (the hint) saying why not."""
+    """One test case: ``run(fn)`` returns None when ``fn`` passes, else a message saying why not.
+
+    The message is a plain ``str`` (a fact about the output: wrong type, an episode that goes on after a terminal
+    state...) or a :class:`Failure` (a value that differs from the reference, with the diagnoses it matches).
+
+    Args:
+        name: shown on the case's line.
+        run: the test.
+        inputs: what the function is called with, by argument name, shown when this is the smallest failing
+            case (values are abbreviated).
+        size: how big the case is, to pick the smallest failing one; default: the number of array elements in
+            ``inputs`` (1 per scalar or object), or the case's position when there are no inputs.
+    """
 
     name: str
     run: Callable[[Callable], str | None]
+    inputs: dict[str, Any] | None = None
+    size: float | None = None
+
+    def measure(self) -> float:
+        if self.size is not None:
+            return float(self.size)
+        if not self.inputs:
+            return float("inf")
+        return float(sum(np.size(v) if isinstance(v, (np.ndarray, list, tuple)) else 1
+                         for v in self.inputs.values()))
+
+
+class Failure(str):
+    """A failed comparison: the message, plus what the received value tells about the mistake.
+
+    It is a ``str`` (the message shown on the case's line), so a case may return it wherever it returned a message.
+
+    Attributes:
+        hints: the diagnoses (hint texts) whose buggy output the received value matches on this case.
+        expected, got: the reference and the received value, for the smallest-failing-case report.
+        what: the name of the value (``"Q"``, ``"G_t"``...).
+    """
+
+    hints: tuple[str, ...]
+    expected: Any
+    got: Any
+    what: str
+
+    def __new__(cls, message: str, *, hints=(), expected: Any = None, got: Any = None, what: str = "result"):
+        self = super().__new__(cls, message)
+        self.hints = tuple(dict.fromkeys(hints))  # unique, in order
+        self.expected, self.got, self.what = expected, got, what
+        return self
 
 
 def hidden_rng() -> np.random.Generator:
@@ -113,39 +164,104 @@ def _short(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def as_float_array(value: Any) -> np.ndarray:
+    """``value`` as a NumPy array, keeping a floating dtype if it has one (float16/32/64, torch tensors too).
+
+    Integers and booleans become float64. Raises TypeError or ValueError when ``value`` is not numeric.
+    """
+    if type(value).__module__.startswith("torch"):
+        value = value.detach().cpu().numpy()
+    elif isinstance(value, (list, tuple)) and value and type(value[0]).__module__.startswith("torch"):
+        value = [v.detach().cpu().numpy() for v in value]
+    arr = np.asarray(value)
+    if arr.dtype.kind == "f":
+        return arr
+    if arr.dtype.kind not in "biu":
+        arr = np.asarray(value, dtype=np.float64)  # raises on non-numeric input
+    return arr.astype(np.float64)
+
+
+def precision_tolerance(dtype: Any, expected: np.ndarray, atol: float) -> float:
+    """The tolerance for a float answer of ``dtype``: ``atol``, or what that dtype can represent if coarser.
+
+    A float32 answer to a value of size 10 is only good to about 10 * 1.2e-7 per operation; the tolerance is
+    ``max(atol, 256 * eps(dtype) * max(1, |expected|))`` so that a correct float32 computation passes while a
+    wrong formula, whose error is of the size of the values, still fails. Half precision is judged as float32
+    (its 3 significant digits would let wrong answers through).
+    """
+    eps = float(np.finfo(dtype).eps) if np.dtype(dtype).kind == "f" else float(np.finfo(np.float64).eps)
+    eps = min(eps, float(np.finfo(np.float32).eps))
+    scale = float(np.max(np.abs(expected))) if np.size(expected) else 1.0
+    return max(atol, 256 * eps * max(1.0, scale))
+
+
+def format_pair(expected: Any, got: Any) -> tuple[str, str]:
+    """The expected and the received value as strings that differ whenever the values differ.
+
+    Numbers get more significant digits (6, then up to 17) until the two print differently; when they still
+    print the same (the values are equal but the dtypes are not, say) the dtypes are added.
+    """
+    e_arr, g_arr = np.asarray(expected), np.asarray(got)
+    numeric = e_arr.dtype.kind in "biuf" and g_arr.dtype.kind in "biuf"
+    if not numeric:
+        return _short(expected), _short(got)
+    for digits in (6, 8, 10, 12, 15, 17):
+        def fmt(a, digits=digits):
+            if a.ndim == 0:
+                return f"{a.item():.{digits}g}"
+            with np.printoptions(precision=digits, threshold=20, linewidth=200, floatmode="maxprec"):
+                return " ".join(np.array2string(a, separator=", ").split())
+        e_text, g_text = fmt(e_arr), fmt(g_arr)
+        if e_text != g_text:
+            return e_text, g_text
+    return f"{e_text} ({e_arr.dtype})", f"{g_text} ({g_arr.dtype})"
+
+
 def compare_arrays(got: Any, expected: np.ndarray, *, atol: float, what: str = "result",
-                   diagnoses: list[tuple[Any, str]] = (), dtype: Any = np.float64) -> str | None:
-    """None if ``got`` equals ``expected`` within ``atol``; else a message with a hint.
+                   diagnoses: list[tuple[Any, str]] = (), dtype: Any = None) -> Failure | None:
+    """None if ``got`` equals ``expected`` within tolerance; else a :class:`Failure`.
+
+    Any float dtype is accepted and judged to the precision it can represent (:func:`precision_tolerance`);
+    torch tensors are converted. The Failure lists the diagnoses whose buggy value ``got`` matches; the check
+    names a hint only if it matches on every failing case (:func:`run_check`).
 
     Args:
         got: what the student's function returned.
         expected: the reference value (array or scalar).
-        atol: absolute tolerance.
+        atol: absolute tolerance for a float64 answer (float64 numbers).
         what: how to call the value in the message.
-        diagnoses: ``(buggy_value, hint)`` pairs: when ``got`` matches a buggy value, the hint names the bug.
-        dtype: the dtype ``got`` is converted to before comparing.
+        diagnoses: ``(buggy_value, hint)`` pairs: the value a known mistake produces on this case, and the hint
+            that names that mistake.
+        dtype: if given, ``got`` is converted to it first (for a value whose dtype the statement fixes).
     """
     expected = np.asarray(expected)
     try:
-        arr = np.asarray(got, dtype=dtype)
-    except (TypeError, ValueError):
-        return f"{what} should be {'a number' if expected.ndim == 0 else 'an array'}; got {_short(got)}"
-    if arr.shape != expected.shape:
-        for buggy, hint in diagnoses:
-            if np.shape(buggy) == arr.shape and np.allclose(arr, buggy, atol=atol):
-                return hint
-        return f"{what} should have shape {expected.shape}; got shape {arr.shape}"
-    if np.allclose(arr, expected, atol=atol, rtol=0, equal_nan=False):
-        return None
+        arr = as_float_array(got) if dtype is None else np.asarray(got, dtype=dtype)
+    except (TypeError, ValueError, AttributeError):
+        return Failure(f"{what} should be {'a number' if expected.ndim == 0 else 'an array'}; got {_short(got)}",
+                       expected=expected, got=got, what=what)
+    tol = precision_tolerance(arr.dtype, expected, atol)
+    matched = []
     for buggy, hint in diagnoses:
-        if np.shape(buggy) == arr.shape and np.allclose(arr, buggy, atol=atol, rtol=0):
-            return hint
+        buggy = np.asarray(buggy, dtype=float)
+        if buggy.shape == arr.shape and np.allclose(arr, buggy, atol=tol, rtol=0) and not (
+                buggy.shape == expected.shape and np.allclose(buggy, expected, atol=tol, rtol=0)):
+            matched.append(hint)
+    if arr.shape != expected.shape:
+        return Failure(f"{what} should have shape {expected.shape}; got shape {arr.shape}", hints=matched,
+                       expected=expected, got=got, what=what)
+    if np.allclose(arr, expected, atol=tol, rtol=0, equal_nan=False):
+        return None
     if expected.ndim == 0:
-        return f"{what} should be {float(expected):.6g}; got {float(arr):.6g}"
-    worst = np.unravel_index(np.argmax(np.abs(arr - expected)), arr.shape)
+        e_text, g_text = format_pair(expected, arr)
+        return Failure(f"{what} should be {e_text}; got {g_text}", hints=matched, expected=expected, got=arr,
+                       what=what)
+    diff = np.abs(arr - expected)
+    worst = np.unravel_index(np.argmax(np.where(np.isnan(diff), np.inf, diff)), arr.shape)
     index = int(worst[0]) if len(worst) == 1 else tuple(int(i) for i in worst)
-    return (f"{what} differs from the reference; largest difference at index {index}: "
-            f"expected {float(expected[worst]):.6g}, got {float(arr[worst]):.6g}")
+    e_text, g_text = format_pair(expected[worst], arr[worst])
+    return Failure(f"{what} differs from the reference; largest difference at index {index}: "
+                   f"expected {e_text}, got {g_text}", hints=matched, expected=expected, got=arr, what=what)
 
 
 @contextlib.contextmanager
@@ -205,9 +321,10 @@ def run_check(name: str, fn: Callable, cases: list[Case], points: float, *,
 
 
 def _run_cases(fn: Callable, cases: list[Case], time_limit: float, out) -> int:
-    """Run and report each case; returns how many passed."""
+    """Run and report each case, then explain the failures; returns how many passed."""
     passed = 0
     timed_out = False
+    failures: list[tuple[Case, str]] = []
     for case in cases:
         if timed_out:
             print(f"  {FAIL_MARK} {case.name}: skipped after the time-out above", file=out)
@@ -231,9 +348,70 @@ def _run_cases(fn: Callable, cases: list[Case], time_limit: float, out) -> int:
             passed += 1
             print(f"  {PASS_MARK} {case.name}", file=out)
         else:
+            failures.append((case, message))
             print(f"  {FAIL_MARK} {case.name}: {message}", file=out)
         for warning in caught[:3]:
             print(f"      (warning from your code: {warning.category.__name__}: {warning.message})", file=out)
         if elapsed > time_limit / 2 and not timed_out:
             print(f"      (this case took {elapsed:.1f} s; the limit is {time_limit:g} s)", file=out)
+    _explain(failures, out)
     return passed
+
+
+def explaining_hints(messages: list[str]) -> list[str]:
+    """The hints that explain every failing case: those every message is a :class:`Failure` matching."""
+    if not messages or not all(isinstance(m, Failure) for m in messages):
+        return []
+    common = [h for h in messages[0].hints if all(h in m.hints for m in messages[1:])]
+    return common
+
+
+def _explain(failures: list[tuple[Case, str]], out) -> None:
+    """After the cases: the hint that explains every failure, or else the smallest failing case in full."""
+    if not failures:
+        return
+    messages = [m for _, m in failures]
+    if any(m.startswith("not implemented yet") for m in messages):
+        return
+    hints = explaining_hints(messages)
+    if hints:
+        lead = "Likely mistake" if len(failures) > 1 else "Likely mistake (from the one failing case)"
+        if len(hints) == 1:
+            print(f"  → {lead}: {hints[0]}", file=out)
+        else:
+            print(f"  → {lead}, one of: " + "; or ".join(hints), file=out)
+        return
+    if not any(isinstance(m, Failure) for m in messages):
+        return  # every message states what is wrong with the output itself
+    ranked = sorted(enumerate(failures), key=lambda item: (item[1][0].measure(), item[0]))
+    case, message = next((c, m) for _, (c, m) in ranked if isinstance(m, Failure))
+    print(f"  → Smallest failing case, to debug: {case.name}", file=out)
+    for name, value in (case.inputs or {}).items():
+        print(f"      {name} = {_short(value, 300)}", file=out)
+    for line in _side_by_side(message.expected, message.got, message.what):
+        print(f"      {line}", file=out)
+
+
+def _side_by_side(expected: Any, got: Any, what: str) -> list[str]:
+    """Lines that show the expected and the received value together; for big arrays, the entries that differ."""
+    if not (_numeric(expected) and _numeric(got)):
+        return [f"expected {what} = {_short(expected, 300)}", f"your     {what} = {_short(got, 300)}"]
+    e_arr, g_arr = as_float_array(expected), as_float_array(got)
+    if e_arr.shape != g_arr.shape or e_arr.size <= 12:
+        e_text, g_text = format_pair(e_arr, g_arr)
+        return [f"expected {what} = {e_text}", f"your     {what} = {g_text}"]
+    tol = precision_tolerance(g_arr.dtype, e_arr, 1e-9)
+    differ = np.argwhere(~np.isclose(g_arr, e_arr, atol=tol, rtol=0))
+    lines = [f"{len(differ)} of the {e_arr.size} entries of {what} (shape {e_arr.shape}) differ; the first ones:"]
+    for index in differ[:5]:
+        index = tuple(int(i) for i in index)
+        e_text, g_text = format_pair(e_arr[index], g_arr[index])
+        lines.append(f"  {what}[{', '.join(map(str, index))}]: expected {e_text}, yours {g_text}")
+    return lines
+
+
+def _numeric(value: Any) -> bool:
+    try:
+        return as_float_array(value).dtype.kind == "f"
+    except (TypeError, ValueError, AttributeError):
+        return False
