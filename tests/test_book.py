@@ -44,6 +44,12 @@ def test_chapter_3_page_has_figures_widget_and_the_reproduced_numbers(site):
     page = _chapter_page(site, "03_q_learning", "q_learning", images=6, answers=7)
     assert "pi*(sword, monster alive, wounded) = heal" in page  # the Q-table's greedy policy
     assert re.search(r"epsilon =  0\.1: steps 901-1000: average reward 1\.[34]", page)  # Figure 2.2
+    assert re.search(r"q-learning epsilon\(s\) = 0\.5 / n\(s\): episodes 401-500 +-13\.", page)  # GLIE per state
+    for claim in ("maximisation bias", "deadly triad", "episodic semi-gradient", "per-state schedule",
+                  "\\mathbf{w}^-"):  # value-function weights are w (theta is for policy parameters)
+        assert claim in page, claim
+    for retracted in ("most widely used", "spiral"):
+        assert retracted not in page, retracted
 
 
 def test_chapter_2_page_has_figures_widget_and_the_reproduced_numbers(site):
