@@ -21,8 +21,9 @@ IGNORED_SUBMISSION_FILES = ["*.py", "*.pyx", "*.so", "*.pth", "*.pyd"]
 
 #: Environment of the kernel that runs a submission (grading and ``validate``): figures are not rendered
 #: (matplotlib's non-drawing "agg" backend: nobody looks at them, and drawing takes a third of Chapter 1's
-#: run time) and progress bars are off.
-GRADING_KERNEL_ENV = {"MPLBACKEND": "agg", "TQDM_DISABLE": "1"}
+#: run time), progress bars are off, and torch and NumPy's BLAS use one thread (the book's networks are small:
+#: on a busy 2-core machine two threads made DQN training ten times slower; see ``solutions/threads.py``).
+GRADING_KERNEL_ENV = {"MPLBACKEND": "agg", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
 
 #: Code cells of a source notebook with this tag are not run while grading (``grade`` and ``validate``): long
 #: narrative experiments whose figures nobody grades, such as Chapter 3's DQN training run. The book build

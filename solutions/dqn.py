@@ -28,6 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .progress import show_progress
+from .threads import single_threaded
 
 __all__ = ["DQNConfig", "DQNResult", "QNetwork", "ReplayBuffer", "dqn_loss", "evaluate_policy", "soft_update",
            "train_dqn"]
@@ -205,6 +206,7 @@ class DQNResult:
         return next((s for s, r in zip(self.eval_steps, self.eval_returns) if r >= level), None)
 
 
+@single_threaded()
 def train_dqn(seed: int, config: DQNConfig | None = None, env_id: str = "CartPole-v1",
               progress: bool | None = None) -> DQNResult:
     """Train a DQN (Mnih et al. 2015) with epsilon-greedy exploration and evaluate it as it learns.
