@@ -784,6 +784,8 @@ def check_greedy_policy(fn, hidden: bool = False) -> Score:
                      "aima_4x3(step_reward=-2.0)"),
         _greedy_case("a random 8-state MDP, gamma = 0.7, random V", mdp, V_random,
                      "random_mdp(np.random.default_rng(25), 8, 4, 0.7, n_terminal=2)"),
+        _greedy_case("actions 0 and 1 equally good in every state, V = v_*: either is accepted", _tied_mdp(),
+                     ref.value_iteration(_tied_mdp()), _TIED_TEXT),
     ]
     return _scored("greedy_policy", fn, cases)
 
@@ -968,6 +970,9 @@ def _pi_case(name, mdp, pi0=None, mdp_text="") -> Case:
     return Case(name, run, inputs={"mdp": mdp_text, "pi0": pi0}, size=_size(mdp))
 
 
+_TIED_TEXT = "a 5-state chain whose actions 0 and 1 are copies of each other (state 4 is terminal), gamma = 0.9"
+
+
 def _tied_mdp():
     """A chain where actions 0 and 1 are copies of each other: a tie in every state."""
     S = 5
@@ -1067,7 +1072,7 @@ def check_policy_iteration(fn, hidden: bool = False) -> Score:
         _pi_case("AIMA 4x3 world, step reward -2, starting from 'right' everywhere",
                  aima_4x3(step_reward=-2.0), np.full(aima.n_states, 1), "aima_4x3(step_reward=-2.0)"),
         _pi_case("equally good actions in every state: the loop must still stop (S&B Exercise 4.4)",
-                 _tied_mdp(), mdp_text="a 5-state chain whose actions 0 and 1 are copies of each other"),
+                 _tied_mdp(), mdp_text=_TIED_TEXT),
         _pi_case("a random 8-state MDP, gamma = 0.9",
                  random_mdp(np.random.default_rng(8), 8, 3, 0.9, n_terminal=1),
                  mdp_text="random_mdp(np.random.default_rng(8), 8, 3, 0.9, n_terminal=1)"),
