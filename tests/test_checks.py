@@ -243,3 +243,15 @@ def test_the_smallest_failing_case_of_a_big_array_lists_the_entries_that_differ(
     _harness.run_check("square", lambda x: np.where(x == 17, 0, x**2), [_square_case(x, "big")], 1)
     out = capsys.readouterr().out
     assert "1 of the 60 entries of y (shape (3, 4, 5)) differ" in out and "y[0, 3, 2]: expected 289, yours 0" in out
+
+
+def test_the_entries_listed_as_differing_are_those_outside_the_checks_tolerance(capsys):
+    x = np.arange(60.0).reshape(3, 4, 5)
+
+    def run(fn):
+        return _harness.compare_arrays(fn(x), x**2, atol=1e-6, what="y")
+
+    answer = x**2 + np.where(x == 5, 1e-7, 0) + np.where(x == 17, 1.0, 0)
+    _harness.run_check("square", lambda x: answer, [_harness.Case("big", run, inputs={"x": x})], 1)
+    out = capsys.readouterr().out
+    assert "1 of the 60 entries of y (shape (3, 4, 5)) differ" in out and "y[0, 3, 2]: expected 289, yours 290" in out

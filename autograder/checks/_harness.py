@@ -114,17 +114,20 @@ class Failure(str):
         hints: the diagnoses (hint texts) whose buggy output the received value matches on this case.
         expected, got: the reference and the received value, for the smallest-failing-case report.
         what: the name of the value (``"Q"``, ``"G_t"``...).
+        tolerance: the absolute tolerance the comparison used (entries closer than this count as equal).
     """
 
     hints: tuple[str, ...]
     expected: Any
     got: Any
     what: str
+    tolerance: float
 
-    def __new__(cls, message: str, *, hints=(), expected: Any = None, got: Any = None, what: str = "result"):
+    def __new__(cls, message: str, *, hints=(), expected: Any = None, got: Any = None, what: str = "result",
+                tolerance: float = 1e-9):
         self = super().__new__(cls, message)
         self.hints = tuple(dict.fromkeys(hints))  # unique, in order
-        self.expected, self.got, self.what = expected, got, what
+        self.expected, self.got, self.what, self.tolerance = expected, got, what, tolerance
         return self
 
 
@@ -249,19 +252,20 @@ def compare_arrays(got: Any, expected: np.ndarray, *, atol: float, what: str = "
             matched.append(hint)
     if arr.shape != expected.shape:
         return Failure(f"{what} should have shape {expected.shape}; got shape {arr.shape}", hints=matched,
-                       expected=expected, got=got, what=what)
+                       expected=expected, got=got, what=what, tolerance=tol)
     if np.allclose(arr, expected, atol=tol, rtol=0, equal_nan=False):
         return None
     if expected.ndim == 0:
         e_text, g_text = format_pair(expected, arr)
         return Failure(f"{what} should be {e_text}; got {g_text}", hints=matched, expected=expected, got=arr,
-                       what=what)
+                       what=what, tolerance=tol)
     diff = np.abs(arr - expected)
     worst = np.unravel_index(np.argmax(np.where(np.isnan(diff), np.inf, diff)), arr.shape)
     index = int(worst[0]) if len(worst) == 1 else tuple(int(i) for i in worst)
     e_text, g_text = format_pair(expected[worst], arr[worst])
     return Failure(f"{what} differs from the reference; largest difference at index {index}: "
-                   f"expected {e_text}, got {g_text}", hints=matched, expected=expected, got=arr, what=what)
+                   f"expected {e_text}, got {g_text}", hints=matched, expected=expected, got=arr, what=what,
+                   tolerance=tol)
 
 
 @contextlib.contextmanager
@@ -362,8 +366,7 @@ def explaining_hints(messages: list[str]) -> list[str]:
     """The hints that explain every failing case: those every message is a :class:`Failure` matching."""
     if not messages or not all(isinstance(m, Failure) for m in messages):
         return []
-    common = [h for h in messages[0].hints if all(h in m.hints for m in messages[1:])]
-    return common
+    return [h for h in messages[0].hints if all(h in m.hints for m in messages[1:])]
 
 
 def _explain(failures: list[tuple[Case, str]], out) -> None:
@@ -388,11 +391,11 @@ def _explain(failures: list[tuple[Case, str]], out) -> None:
     print(f"  → Smallest failing case, to debug: {case.name}", file=out)
     for name, value in (case.inputs or {}).items():
         print(f"      {name} = {_short(value, 300)}", file=out)
-    for line in _side_by_side(message.expected, message.got, message.what):
+    for line in _side_by_side(message.expected, message.got, message.what, message.tolerance):
         print(f"      {line}", file=out)
 
 
-def _side_by_side(expected: Any, got: Any, what: str) -> list[str]:
+def _side_by_side(expected: Any, got: Any, what: str, tolerance: float) -> list[str]:
     """Lines that show the expected and the received value together; for big arrays, the entries that differ."""
     if not (_numeric(expected) and _numeric(got)):
         return [f"expected {what} = {_short(expected, 300)}", f"your     {what} = {_short(got, 300)}"]
@@ -400,8 +403,7 @@ def _side_by_side(expected: Any, got: Any, what: str) -> list[str]:
     if e_arr.shape != g_arr.shape or e_arr.size <= 12:
         e_text, g_text = format_pair(e_arr, g_arr)
         return [f"expected {what} = {e_text}", f"your     {what} = {g_text}"]
-    tol = precision_tolerance(g_arr.dtype, e_arr, 1e-9)
-    differ = np.argwhere(~np.isclose(g_arr, e_arr, atol=tol, rtol=0))
+    differ = np.argwhere(~np.isclose(g_arr, e_arr, atol=tolerance, rtol=0))
     lines = [f"{len(differ)} of the {e_arr.size} entries of {what} (shape {e_arr.shape}) differ; the first ones:"]
     for index in differ[:5]:
         index = tuple(int(i) for i in index)
