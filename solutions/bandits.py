@@ -47,17 +47,23 @@ def bandit_update(Q: np.ndarray, N: np.ndarray, a: int, r: float, alpha: float |
 
 @dataclass
 class TestbedResult:
-    """Averages over the runs of :func:`run_testbed`, one entry per time step."""
+    """Averages over the runs of :func:`run_testbed`, one entry per time step, and optionally every run's values
+    (for confidence bands: the runs are independent)."""
 
     __test__ = False  # not a pytest test class, despite the name
 
     average_reward: np.ndarray  #: float ``(n_steps,)``: the mean reward at each step
     optimal_action: np.ndarray  #: float ``(n_steps,)``: the fraction of runs that took an optimal action
+    #: float32 ``(n_runs, n_steps)``: each run's reward at each step (``per_run=True`` only, else None)
+    rewards: np.ndarray | None = None
+    #: bool ``(n_runs, n_steps)``: whether each run took an optimal action at each step (``per_run=True`` only)
+    optimal: np.ndarray | None = None
 
 
 def run_testbed(n_runs: int = 2000, n_steps: int = 1000, k: int = 10, *, epsilon: float | Callable | None = None,
                 temperature: float | None = None, c: float | None = None, alpha: float | None = None,
-                initial_value: float = 0.0, seed: int = 0, progress: bool | None = None) -> TestbedResult:
+                initial_value: float = 0.0, seed: int = 0, per_run: bool = False,
+                progress: bool | None = None) -> TestbedResult:
     """The k-armed testbed (S&B Section 2.3): ``n_runs`` bandit problems, ``n_steps`` steps each.
 
     Each run draws its true values q*(a) ~ N(0, 1); a pull of ``a`` pays r ~ N(q*(a), 1). The agent keeps
@@ -78,11 +84,14 @@ def run_testbed(n_runs: int = 2000, n_steps: int = 1000, k: int = 10, *, epsilon
         epsilon, temperature, c: the action-selection rule (give exactly one).
         alpha: constant step size, or None for sample averages.
         initial_value: the initial estimate of every action (e.g. 5 for optimistic initial values, S&B 2.6).
-        seed: seed of the random generator; the true values are drawn first.
+        seed: seed of the random generator; the true values are drawn first, so runs with the same ``seed`` and
+            ``n_runs`` face the same bandit problems whatever the rule.
+        per_run: also return every run's rewards and optimal-action indicators (``TestbedResult.rewards`` and
+            ``.optimal``), e.g. to draw confidence bands; the draws and averages are the same either way.
         progress: show a tqdm bar (default: :func:`~solutions.progress.show_progress`).
 
     Returns:
-        A :class:`TestbedResult` of per-step averages over the runs.
+        A :class:`TestbedResult` of per-step averages over the runs (and, with ``per_run``, the runs' values).
 
     Raises:
         ValueError: if not exactly one rule is given, or a parameter is out of range.
@@ -103,6 +112,8 @@ def run_testbed(n_runs: int = 2000, n_steps: int = 1000, k: int = 10, *, epsilon
     N = np.zeros((n_runs, k))
     average_reward = np.zeros(n_steps)
     optimal_action = np.zeros(n_steps)
+    rewards = np.zeros((n_runs, n_steps), dtype=np.float32) if per_run else None
+    optimal = np.zeros((n_runs, n_steps), dtype=bool) if per_run else None
     for t in tqdm(range(1, n_steps + 1), desc="testbed", disable=not show_progress(progress), leave=False):
         if epsilon is not None:
             eps = epsilon(t) if callable(epsilon) else epsilon
@@ -125,4 +136,6 @@ def run_testbed(n_runs: int = 2000, n_steps: int = 1000, k: int = 10, *, epsilon
         Q[runs, a] += step * (r - Q[runs, a])
         average_reward[t - 1] = r.mean()
         optimal_action[t - 1] = np.mean(a == best)
-    return TestbedResult(average_reward, optimal_action)
+        if per_run:
+            rewards[:, t - 1], optimal[:, t - 1] = r, a == best
+    return TestbedResult(average_reward, optimal_action, rewards, optimal)

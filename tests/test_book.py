@@ -44,11 +44,17 @@ def test_chapter_3_page_has_figures_widget_and_the_reproduced_numbers(site):
     page = _chapter_page(site, "03_q_learning", "q_learning", images=6, answers=7)
     assert "pi*(sword, monster alive, wounded) = heal" in page  # the Q-table's greedy policy
     assert re.search(r"epsilon =  0\.1: steps 901-1000: average reward 1\.[34]", page)  # Figure 2.2
-    assert re.search(r"q-learning epsilon\(s\) = 0\.5 / n\(s\): episodes 401-500 +-13\.", page)  # GLIE per state
+    assert re.search(r"q-learning epsilon\(s\) = 0\.5 / n\(s\): episodes 401-500 +-13\.\d ± 0\.\d", page)  # GLIE
+    # confidence bands (mean +- 1.96 standard errors over the runs) and the comparisons the text draws from them
+    assert re.search(r"epsilon = 0\.01: steps 901-1000: average reward 1\.2\d\d ± 0\.0\d\d", page)
+    assert re.search(r"epsilon = 0\.1 +steps 901-1000: average reward 1\.3\d\d ± 0\.0\d\d; minus UCB.{1,6}s on "
+                     r"the same problems -0\.1\d\d", page)
+    assert re.search(r"sarsa +sum of rewards per episode, episodes 101-500: +-2\d\.\d ± \d\.\d", page)
+    assert re.search(r"q-learning sum of rewards per episode, episodes 101-500: +-[45]\d\.\d ± \d\.\d", page)
     for claim in ("maximisation bias", "deadly triad", "episodic semi-gradient", "per-state schedule",
                   "\\mathbf{w}^-"):  # value-function weights are w (theta is for policy parameters)
         assert claim in page, claim
-    for retracted in ("most widely used", "spiral"):
+    for retracted in ("most widely used", "spiral", "UCB does best here", "it would pass"):
         assert retracted not in page, retracted
 
 

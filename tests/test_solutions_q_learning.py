@@ -116,6 +116,17 @@ def test_figure_2_2_optimal_action(figure_2_2, epsilon, low, high):
     assert low <= figure_2_2[epsilon].optimal_action[-100:].mean() <= high
 
 
+def test_testbed_per_run_values_average_to_the_curves_and_change_no_draw():
+    plain = bandits.run_testbed(50, 40, epsilon=0.1, seed=4)
+    full = bandits.run_testbed(50, 40, epsilon=0.1, seed=4, per_run=True)
+    assert plain.rewards is None and plain.optimal is None
+    assert full.rewards.shape == full.optimal.shape == (50, 40) and full.optimal.dtype == bool
+    np.testing.assert_array_equal(plain.average_reward, full.average_reward)
+    np.testing.assert_array_equal(plain.optimal_action, full.optimal_action)
+    np.testing.assert_allclose(full.rewards.mean(axis=0), full.average_reward, atol=1e-6)
+    np.testing.assert_array_equal(full.optimal.mean(axis=0), full.optimal_action)
+
+
 def test_testbed_rules_beat_greedy_and_check_their_arguments():
     greedy = bandits.run_testbed(300, 500, epsilon=0.0, seed=3).average_reward[-100:].mean()
     for rule in (dict(c=2.0), dict(temperature=0.2), dict(epsilon=lambda t: min(1.0, 10.0 / t))):
