@@ -498,7 +498,11 @@ def check_boltzmann_probabilities(fn, hidden: bool = False) -> Score:
     if hidden:
         rng = hidden_rng()
         cases = [_boltzmann_case(f"random values #{i + 1}", rng.normal(scale=10 ** rng.uniform(0, 3), size=4),
-                                 float(10 ** rng.uniform(-2, 1))) for i in range(3)]
+                                 float(10 ** rng.uniform(-2, 1))) for i in range(2)]
+        # values far from 0 (either sign) against a small temperature: exp(q / T) alone over- or underflows
+        offset = float(rng.choice([-1, 1]) * rng.uniform(800, 2000))
+        cases.append(_boltzmann_case(f"random values #3, all near {offset:.0f}", offset + rng.normal(size=4),
+                                     float(rng.uniform(0.2, 1.0))))
         return _scored("boltzmann_probabilities", fn, cases)
     cases = [
         _boltzmann_case("q = [1, 2, 3], T = 1", [1.0, 2.0, 3.0], 1.0),
