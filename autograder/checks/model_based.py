@@ -726,8 +726,11 @@ def _planning_case(name, model, Q0, alpha, gamma, seed, n_steps) -> Case:
         untouched = rng.bit_generator.state == np.random.default_rng(seed).bit_generator.state
         if problem is None:
             if rng.bit_generator.state != rng_ref.bit_generator.state:
-                return ("Q is right but rng was used differently: draw exactly one rng.integers(len(model)) per "
-                        "step")
+                message = ("Q is right but rng was used differently: draw exactly one rng.integers(len(model)) per "
+                           "step")
+                # right by chance (another generator drew the same pairs): the same mistake as on the other cases
+                return Failure(message, hints=[_HINT_OTHER_GENERATOR], expected="rng advanced by the draws",
+                               got="rng untouched", what="rng") if untouched else message
             return None
         return _with_hints(problem, [_HINT_OTHER_GENERATOR]) if untouched else problem
 
