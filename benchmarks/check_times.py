@@ -16,10 +16,11 @@ import time
 from collections import defaultdict
 from contextlib import redirect_stdout
 
-from autograder.checks import _harness
-from autograder.checks import mdp, model_based, q_learning
-from solutions import bandits, dqn, learned_models, model_based as ref_model_based, q_learning as ref_q_learning
+from autograder.checks import _harness, mdp, model_based, q_learning
+from solutions import bandits, dqn, learned_models
 from solutions import mdp as ref_mdp
+from solutions import model_based as ref_model_based
+from solutions import q_learning as ref_q_learning
 
 CHECKS = [(mdp, (ref_mdp,)), (model_based, (ref_model_based, learned_models)),
           (q_learning, (ref_q_learning, bandits, dqn))]

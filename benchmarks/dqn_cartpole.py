@@ -28,9 +28,9 @@ def main() -> None:
         cpus.append(time.process_time() - cpu)
         first = result.first_step_reaching(LEVEL)
         reached += first is not None
+        evaluations = [round(r) for r in result.eval_returns]
         print(f"seed {seed}: first evaluation >= {LEVEL:g} at {first} steps; best {max(result.eval_returns):.0f}; "
-              f"{walls[-1]:.0f} s wall, {cpus[-1]:.0f} s CPU; evaluations {[round(r) for r in result.eval_returns]}",
-              flush=True)
+              f"{walls[-1]:.0f} s wall, {cpus[-1]:.0f} s CPU; evaluations {evaluations}", flush=True)
     print(f"median per seed: {statistics.median(walls):.0f} s wall, {statistics.median(cpus):.0f} s CPU")
     print(f"{reached} of {n_seeds} seeds reached a mean return of {LEVEL:g} within {config.n_steps} steps")
 

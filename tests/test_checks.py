@@ -255,3 +255,14 @@ def test_the_entries_listed_as_differing_are_those_outside_the_checks_tolerance(
     _harness.run_check("square", lambda x: answer, [_harness.Case("big", run, inputs={"x": x})], 1)
     out = capsys.readouterr().out
     assert "1 of the 60 entries of y (shape (3, 4, 5)) differ" in out and "y[0, 3, 2]: expected 289, yours 290" in out
+
+
+def test_a_diagnosis_matches_nan_where_the_answer_has_it_and_within_match_atol():
+    expected = np.array([1.0, 2.0])
+    failure = _harness.compare_arrays([np.nan, 2.0], expected, atol=1e-9, diagnoses=[([np.nan, 2.0], "divided by 0")])
+    assert failure.hints == ("divided by 0",)
+    loose = dict(atol=0.1, diagnoses=[([1.5, 2.0], "in place"), ([1.45, 2.0], "theta ignored")])
+    assert _harness.compare_arrays([1.5, 2.0], expected, **loose).hints == ("in place", "theta ignored")
+    assert _harness.compare_arrays([1.5, 2.0], expected, match_atol=1e-3, **loose).hints == ("in place",)
+    widened = _harness.compare_arrays([1.5, 2.0], expected, **loose).with_hints(["other"])
+    assert widened.hints == ("in place", "theta ignored", "other") and widened.tolerance == 0.1

@@ -130,6 +130,11 @@ class Failure(str):
         self.expected, self.got, self.what, self.tolerance = expected, got, what, tolerance
         return self
 
+    def with_hints(self, hints) -> Failure:
+        """The same failure with ``hints`` added to its diagnoses (a mistake this case detected another way)."""
+        return Failure(str(self), hints=tuple(self.hints) + tuple(hints), expected=self.expected, got=self.got,
+                       what=self.what, tolerance=self.tolerance)
+
 
 def hidden_rng() -> np.random.Generator:
     """The generator for hidden cases: seeded from ``AUTOGRADER_SEED`` (set by the grader), else at random.
@@ -221,7 +226,8 @@ def format_pair(expected: Any, got: Any) -> tuple[str, str]:
 
 
 def compare_arrays(got: Any, expected: np.ndarray, *, atol: float, what: str = "result",
-                   diagnoses: list[tuple[Any, str]] = (), dtype: Any = None) -> Failure | None:
+                   diagnoses: list[tuple[Any, str]] = (), dtype: Any = None,
+                   match_atol: float | None = None) -> Failure | None:
     """None if ``got`` equals ``expected`` within tolerance; else a :class:`Failure`.
 
     Any float dtype is accepted and judged to the precision it can represent (:func:`precision_tolerance`);
@@ -234,8 +240,10 @@ def compare_arrays(got: Any, expected: np.ndarray, *, atol: float, what: str = "
         atol: absolute tolerance for a float64 answer (float64 numbers).
         what: how to call the value in the message.
         diagnoses: ``(buggy_value, hint)`` pairs: the value a known mistake produces on this case, and the hint
-            that names that mistake.
+            that names that mistake. A buggy value may hold inf or NaN: it matches where the answer has them.
         dtype: if given, ``got`` is converted to it first (for a value whose dtype the statement fixes).
+        match_atol: how close ``got`` must be to a buggy value to match it (default ``atol``); smaller when
+            ``atol`` is a loose threshold within which several mistakes would match.
     """
     expected = np.asarray(expected)
     try:
@@ -244,10 +252,11 @@ def compare_arrays(got: Any, expected: np.ndarray, *, atol: float, what: str = "
         return Failure(f"{what} should be {'a number' if expected.ndim == 0 else 'an array'}; got {_short(got)}",
                        expected=expected, got=got, what=what)
     tol = precision_tolerance(arr.dtype, expected, atol)
+    match_tol = tol if match_atol is None else precision_tolerance(arr.dtype, expected, match_atol)
     matched = []
     for buggy, hint in diagnoses:
         buggy = np.asarray(buggy, dtype=float)
-        if buggy.shape == arr.shape and np.allclose(arr, buggy, atol=tol, rtol=0) and not (
+        if buggy.shape == arr.shape and np.allclose(arr, buggy, atol=match_tol, rtol=0, equal_nan=True) and not (
                 buggy.shape == expected.shape and np.allclose(buggy, expected, atol=tol, rtol=0)):
             matched.append(hint)
     if arr.shape != expected.shape:

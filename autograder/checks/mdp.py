@@ -23,11 +23,9 @@ from ._harness import (
     CheckTimeout,
     Failure,
     Score,
-    as_float_array,
     compare_arrays,
     format_pair,
     hidden_rng,
-    precision_tolerance,
     run_check,
 )
 
@@ -135,26 +133,6 @@ _HELPERS = {
 
 def _scored(name: str, fn, cases: list[Case]) -> Score:
     return run_check(name, fn, cases, POINTS[name], helpers=_HELPERS.get(name))
-
-
-def _compare_loosely(got, expected, *, atol: float, what: str, diagnoses: list):
-    """:func:`compare_arrays` for a value judged to a loose tolerance ``atol`` (a stopping threshold theta): the
-    answer passes within ``atol``, but a diagnosis names a mistake only if the answer matches its output within
-    ``atol / 100``: within ``atol`` several mistakes would match (an in-place sweep stopped by theta and a sweep
-    that ignores theta, say), and the same mistake gives nearly the same numbers however it is written."""
-    match_atol = atol / 100
-    message = compare_arrays(got, expected, atol=atol, what=what)
-    if message is None or not isinstance(message, Failure):
-        return message
-    try:
-        arr = as_float_array(got)
-    except (TypeError, ValueError, AttributeError):
-        return message
-    tol = precision_tolerance(arr.dtype, np.asarray(expected), match_atol)
-    hints = [hint for value, hint in diagnoses
-             if np.shape(value) == arr.shape and np.allclose(arr, value, atol=tol, rtol=0)
-             and not (np.shape(value) == np.shape(expected) and np.allclose(value, expected, atol=atol, rtol=0))]
-    return Failure(str(message), hints=hints, expected=message.expected, got=message.got, what=message.what)
 
 
 # ----------------------------------------------------------------------------------------- discounted return
@@ -569,9 +547,12 @@ def _evaluation_theta_case(name, mdp, pi, theta, mdp_text) -> Case:
     (it changes the values by less than ``theta``); ignoring ``theta`` is not."""
 
     def run(fn):
-        return _compare_loosely(fn(mdp, pi, theta=theta), ref.policy_evaluation(mdp, pi, theta=theta), atol=theta,
-                                what=f"V (theta = {theta:g})",
-                                diagnoses=_evaluation_diagnoses(mdp, pi, theta=theta))
+        # a mistake is named only within theta / 100: within theta several would match (an in-place sweep stopped
+        # by theta and a sweep that ignores theta, say), and one mistake gives nearly the same numbers however
+        # it is written
+        return compare_arrays(fn(mdp, pi, theta=theta), ref.policy_evaluation(mdp, pi, theta=theta), atol=theta,
+                              match_atol=theta / 100, what=f"V (theta = {theta:g})",
+                              diagnoses=_evaluation_diagnoses(mdp, pi, theta=theta))
 
     return Case(name, run, inputs={"mdp": mdp_text, "pi": pi, "theta": theta}, size=_size(mdp, 100))
 
@@ -831,8 +812,9 @@ def _vi_theta_case(name, mdp, theta, mdp_text) -> Case:
     """As :func:`_evaluation_theta_case`, for value iteration."""
 
     def run(fn):
-        return _compare_loosely(fn(mdp, theta=theta), ref.value_iteration(mdp, theta=theta), atol=theta,
-                                what=f"V (theta = {theta:g})", diagnoses=_vi_diagnoses(mdp, theta=theta))
+        return compare_arrays(fn(mdp, theta=theta), ref.value_iteration(mdp, theta=theta), atol=theta,
+                              match_atol=theta / 100, what=f"V (theta = {theta:g})",
+                              diagnoses=_vi_diagnoses(mdp, theta=theta))
 
     return Case(name, run, inputs={"mdp": mdp_text, "theta": theta}, size=_size(mdp, 100))
 

@@ -82,36 +82,6 @@ def _lecture():
     return world, ref.lecture_transitions(world)
 
 
-def _compare(got, expected, *, atol: float, what: str, diagnoses=()) -> Failure | None:
-    """:func:`compare_arrays`, where a diagnosis may also hold inf or NaN (matched where the answer has them)."""
-    problem = compare_arrays(got, expected, atol=atol, what=what, diagnoses=diagnoses)
-    if problem is None:
-        return None
-    try:
-        arr = as_float_array(got)
-    except (TypeError, ValueError, AttributeError):
-        return problem
-    if np.all(np.isfinite(arr)):
-        return problem
-    tol = precision_tolerance(arr.dtype, np.asarray(expected), atol)
-    extra = []
-    for buggy, hint in diagnoses:
-        buggy = np.asarray(buggy, dtype=float)
-        if buggy.shape == arr.shape and not np.all(np.isfinite(buggy)) and np.allclose(
-                arr, buggy, atol=tol, rtol=0, equal_nan=True):
-            extra.append(hint)
-    if not extra:
-        return problem
-    return Failure(str(problem), hints=problem.hints + tuple(extra), expected=problem.expected, got=problem.got,
-                   what=problem.what)
-
-
-def _with_hints(problem: Failure, hints) -> Failure:
-    """``problem`` with more hints."""
-    return Failure(str(problem), hints=tuple(problem.hints) + tuple(hints), expected=problem.expected,
-                   got=problem.got, what=problem.what)
-
-
 def _same_error(bug, args, exc: Exception) -> bool:
     """Whether ``bug(*args)`` raises the same exception (type and message) as the student's code did."""
     try:
@@ -292,7 +262,7 @@ def _update_case(name, stream, n_states, n_actions, start=None, start_label="") 
                      for bug, hint in _UPDATE_R_BUGS]
         # R_hat is float64, but the arithmetic that filled it may have been float32: judged to that precision
         atol = precision_tolerance(np.float32, expected_R, 1e-9)
-        return _compare(R_hat, expected_R, atol=atol, what="R_hat", diagnoses=diagnoses)
+        return compare_arrays(R_hat, expected_R, atol=atol, what="R_hat", diagnoses=diagnoses)
 
     return Case(name, run, inputs={"n, R_hat": arrays, "(s, a, r, s_next) of each call, in order": stream},
                 size=len(stream))
@@ -726,13 +696,13 @@ def _planning_case(name, model, Q0, alpha, gamma, seed, n_steps) -> Case:
         untouched = rng.bit_generator.state == np.random.default_rng(seed).bit_generator.state
         if problem is None:
             if rng.bit_generator.state != rng_ref.bit_generator.state:
-                message = ("Q is right but rng was used differently: draw exactly one rng.integers(len(model)) per "
-                           "step")
+                message = ("Q is right but rng was used differently: draw exactly one rng.integers(len(model)) "
+                           "per step")
                 # right by chance (another generator drew the same pairs): the same mistake as on the other cases
                 return Failure(message, hints=[_HINT_OTHER_GENERATOR], expected="rng advanced by the draws",
                                got="rng untouched", what="rng") if untouched else message
             return None
-        return _with_hints(problem, [_HINT_OTHER_GENERATOR]) if untouched else problem
+        return problem.with_hints([_HINT_OTHER_GENERATOR]) if untouched else problem
 
     inputs = {"Q": Q0, "model": model, "alpha": alpha, "gamma": gamma,
               "rng": f"np.random.default_rng({seed})", "calls": n_steps}
@@ -999,7 +969,7 @@ def _episode_case(name, mdp, n_planning, n_episodes, seed, time_limit=None, max_
             return Failure(f"model[{wrong}] should be {want}; got {have}", hints=hints, expected=want, got=have,
                            what=f"model[{wrong}]")
         problem = compare_arrays(Q, expected_Q, atol=1e-9, what="Q after the episodes")
-        return _with_hints(problem, hints)
+        return problem.with_hints(hints)
 
     inputs = {"env": env_name, "n_planning": n_planning, "alpha": 0.1, "epsilon": 0.1, "gamma": 0.95,
               "rng": f"np.random.default_rng({seed + 1})", "episodes": n_episodes}
@@ -1241,7 +1211,7 @@ def _model_step_case(name, seed, batch, hidden, optimizer, n_steps, stale=False)
         if unchanged:
             return Failure("the parameters did not change", hints=hints, expected=expected_params, got=params,
                            what="the parameters after the steps")
-        return _with_hints(problem, hints)
+        return problem.with_hints(hints)
 
     inputs = {"model": f"DynamicsModel(2, 4, hidden={hidden}), torch.manual_seed({seed})"
                        + (", holding stale gradients" if stale else ""),
