@@ -34,7 +34,7 @@ BUGS = [(chapter, c, *bug) for chapter, c, _, bugs in CHAPTERS for bug in bugs]
 
 
 def _correct_banks():
-    """Correct answers in other styles (loops, float32, torch, other libraries' idioms): tests/correct_<module>.py."""
+    """Correct answers in other styles (loops, float32, torch, other idioms): tests/correct_<module>.py."""
     import importlib
 
     banks = []
