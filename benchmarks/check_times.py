@@ -9,7 +9,6 @@ and CPU time over the repeats, and the ten slowest cases with their share of the
 """
 
 import argparse
-import functools
 import io
 import statistics
 import time
@@ -17,6 +16,7 @@ from collections import defaultdict
 from contextlib import redirect_stdout
 
 from autograder.checks import _harness, mdp, model_based, q_learning
+from autograder.checks._harness import student_copy
 from solutions import bandits, dqn, learned_models
 from solutions import mdp as ref_mdp
 from solutions import model_based as ref_model_based
@@ -24,15 +24,6 @@ from solutions import q_learning as ref_q_learning
 
 CHECKS = [(mdp, (ref_mdp,)), (model_based, (ref_model_based, learned_models)),
           (q_learning, (ref_q_learning, bandits, dqn))]
-
-
-def as_student(fn):
-    @functools.wraps(fn)
-    def student(*args, **kwargs):
-        return fn(*args, **kwargs)
-
-    student.__module__ = "__main__"
-    return student
 
 
 def main() -> None:
@@ -61,7 +52,7 @@ def main() -> None:
                 solution = next(getattr(m, name) for m in references if hasattr(m, name))
                 for hidden in (False, True):
                     with redirect_stdout(io.StringIO()):
-                        getattr(checks, f"check_{name}")(as_student(solution), hidden=hidden)
+                        getattr(checks, f"check_{name}")(student_copy(solution), hidden=hidden)
     limit = _harness.DEFAULT_TIME_LIMIT
     medians = {name: (statistics.median(walls[name]), statistics.median(cpus[name])) for name in walls}
     print(f"{len(medians)} cases, {args.repeats} runs each; per-case limit {limit:g} s")

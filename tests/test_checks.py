@@ -1,13 +1,13 @@
 """Each chapter's checks give full marks to the reference, reject known-buggy answers with the intended hint,
 give 0 to the blank stub, and never write to stderr."""
 
-import functools
 import inspect
 
 import numpy as np
 import pytest
 
 from autograder.checks import _harness
+from autograder.checks._harness import student_copy
 from autograder.checks import mdp as checks
 from autograder.checks import model_based as checks_model_based
 from autograder.checks import q_learning as checks_q_learning
@@ -51,24 +51,13 @@ def _correct_banks():
 CORRECT = _correct_banks()
 
 
-def as_student(fn):
-    """The reference function as if the student had written it (the checks refuse `solutions` itself)."""
-
-    @functools.wraps(fn)
-    def student(*args, **kwargs):
-        return fn(*args, **kwargs)
-
-    student.__module__ = "__main__"
-    return student
-
-
 @pytest.mark.parametrize("chapter, checks_module, reference_modules, name", EXERCISES,
                          ids=[f"{e[0]}-{e[3]}" for e in EXERCISES])
 @pytest.mark.parametrize("hidden", [False, True])
 def test_reference_gets_full_marks(chapter, checks_module, reference_modules, name, hidden, capsys, monkeypatch):
     monkeypatch.setenv("AUTOGRADER_SEED", "12345")
     solution = next(getattr(m, name) for m in reference_modules if hasattr(m, name))
-    score = getattr(checks_module, f"check_{name}")(as_student(solution), hidden=hidden)
+    score = getattr(checks_module, f"check_{name}")(student_copy(solution), hidden=hidden)
     out, err = capsys.readouterr()
     assert float(score) == checks_module.POINTS[name], out
     assert score.passed == score.total >= 3
@@ -140,10 +129,12 @@ def test_warnings_and_stderr_from_student_code_go_to_stdout(capsys):
     import sys
     import warnings
 
+    honest = student_copy(reference.discounted_return)
+
     def noisy(rewards, gamma):
         warnings.warn("this is deprecated", DeprecationWarning)
         print("debugging output", file=sys.stderr)
-        return reference.discounted_return(rewards, gamma)
+        return honest(rewards, gamma)
 
     score = checks.check_discounted_return(noisy)
     out, err = capsys.readouterr()
@@ -266,3 +257,53 @@ def test_a_diagnosis_matches_nan_where_the_answer_has_it_and_within_match_atol()
     assert _harness.compare_arrays([1.5, 2.0], expected, match_atol=1e-3, **loose).hints == ("in place",)
     widened = _harness.compare_arrays([1.5, 2.0], expected, **loose).with_hints(["other"])
     assert widened.hints == ("in place", "theta ignored", "other") and widened.tolerance == 0.1
+
+
+def test_an_answer_calling_its_own_reference_scores_zero(capsys, monkeypatch):
+    """Issue 12: wrapping the reference (under any alias, even catching the error it raises) earns 0 with the
+    reason; calling another exercise's reference is not blocked; the reference works again afterwards."""
+    import solutions.mdp as reference
+    from solutions.envs import aima_4x3
+
+    alias = reference.value_iteration
+
+    def value_iteration(mdp, gamma=None, theta=1e-10, max_sweeps=None):
+        return alias(mdp, theta=theta, max_sweeps=max_sweeps)
+
+    score = checks.check_value_iteration(value_iteration)
+    out = capsys.readouterr().out
+    assert float(score) == 0
+    assert f"{_harness.REFERENCE_CALLED} (`solutions.mdp.value_iteration`)" in out
+
+    def sneaky(mdp, theta=1e-10, max_sweeps=None):
+        try:
+            return reference.value_iteration(mdp, theta=theta, max_sweeps=max_sweeps)
+        except RuntimeError:
+            return np.zeros(mdp.n_states)
+
+    assert float(checks.check_value_iteration(sneaky)) == 0
+    assert _harness.REFERENCE_CALLED in capsys.readouterr().out
+
+    # the check still works for an honest answer, and the reference itself is intact
+    assert float(checks.check_value_iteration(student_copy(reference.value_iteration))) == checks.POINTS[
+        "value_iteration"]
+    assert _harness.REFERENCE_CALLED not in capsys.readouterr().out
+    world = aima_4x3()
+    assert reference.value_iteration(world).shape == (world.n_states,)
+
+    # an answer that uses the reference of an *earlier* exercise (q_from_v) is not refused for that
+    q_from_v = reference.q_from_v
+
+    def value_iteration_2(mdp, theta=1e-10, max_sweeps=None):
+        V = np.zeros(mdp.n_states)
+        sweeps = 0
+        while True:
+            new = np.where(mdp.terminal, 0.0, q_from_v(mdp, V).max(axis=1))
+            sweeps += 1
+            done = np.max(np.abs(new - V)) < theta or (max_sweeps is not None and sweeps >= max_sweeps)
+            V = new
+            if done:
+                return V
+
+    checks.check_value_iteration(value_iteration_2)
+    assert _harness.REFERENCE_CALLED not in capsys.readouterr().out

@@ -17,12 +17,14 @@ the student's code are caught and printed on stdout, and so is anything the code
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import signal
 import sys
 import threading
 import time
+import types
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -30,8 +32,8 @@ from typing import Any, Callable
 import numpy as np
 
 __all__ = [
-    "PASS_MARK", "FAIL_MARK", "Case", "CheckTimeout", "Failure", "Score", "as_float_array", "compare_arrays",
-    "format_pair", "hidden_rng", "precision_tolerance", "run_check", "using_reference_helpers",
+    "PASS_MARK", "FAIL_MARK", "REFERENCE_CALLED", "Case", "CheckTimeout", "Failure", "Score", "as_float_array", "compare_arrays",
+    "format_pair", "hidden_rng", "precision_tolerance", "run_check", "student_copy", "using_reference_helpers",
 ]
 
 PASS_MARK = "✓"
@@ -136,12 +138,33 @@ class Failure(str):
                        what=self.what, tolerance=self.tolerance)
 
 
-def hidden_rng() -> np.random.Generator:
-    """The generator for hidden cases: seeded from ``AUTOGRADER_SEED`` (set by the grader), else at random.
+#: Where a sandboxed kernel finds the hidden tests' seed (``autograder.sandbox.SEED_FILE``).
+_SEED_FILE = "/tmp/.autograder-seed"
 
-    The grader draws a fresh seed for every grading run, so a student cannot know the hidden instances.
+
+def _take_seed_file() -> str | None:
+    """The seed the sandbox left in :data:`_SEED_FILE`, which is then deleted (read once, at import)."""
+    try:
+        with open(_SEED_FILE, encoding="ascii") as file:
+            seed = file.read().strip()
+        os.unlink(_SEED_FILE)
+    except OSError:
+        return None
+    return seed or None
+
+
+# A sandboxed kernel imports this module when it starts, before any cell runs; after that the seed lives only here.
+_SANDBOX_SEED = _take_seed_file()
+
+
+def hidden_rng() -> np.random.Generator:
+    """The generator for hidden cases: seeded by the grader, else at random.
+
+    The grader draws a fresh seed for every grading run, so a student cannot know the hidden instances. In the
+    sandbox (:mod:`autograder.sandbox`) the seed comes from a file that this module reads and deletes when the
+    kernel starts; without a sandbox, from the environment variable ``AUTOGRADER_SEED``.
     """
-    seed = os.environ.get("AUTOGRADER_SEED")
+    seed = _SANDBOX_SEED or os.environ.get("AUTOGRADER_SEED")
     return np.random.default_rng(int(seed) if seed else secrets.randbits(64))
 
 
@@ -307,6 +330,82 @@ def _reference_module(fn: Callable) -> bool:
     return module == "solutions" or module.startswith("solutions.")
 
 
+#: Printed (after the ✗) when an answer calls the reference implementation of its own exercise.
+REFERENCE_CALLED = "your function calls the reference implementation of this exercise"
+
+
+def _reference_functions(name: str) -> list[Callable]:
+    """The reference implementations of exercise ``name``: functions so named in the loaded ``solutions`` modules."""
+    found = []
+    for module_name, module in list(sys.modules.items()):
+        if module_name == "solutions" or module_name.startswith("solutions."):
+            candidate = getattr(module, name, None)
+            if (isinstance(candidate, types.FunctionType) and _reference_module(candidate)
+                    and candidate not in found and not candidate.__closure__):
+                found.append(candidate)
+    return found
+
+
+def _tripwire(*args, **kwargs):
+    """Stands in for a reference implementation while the student's function runs (see ``_guarding_reference``).
+
+    It runs with the globals of the module it replaces a function of, so it names this module by import.
+    """
+    import autograder.checks._harness as harness  # noqa: PLC0415
+
+    harness._REFERENCE_CALLS.append(harness._GUARDED_NOW[-1] if harness._GUARDED_NOW else "solutions")
+    raise RuntimeError("the reference implementation of this exercise is not available to answers")
+
+
+_REFERENCE_CALLS: list[str] = []
+_GUARDED_NOW: list[str] = []
+
+
+def _guarding_reference(fn: Callable, name: str) -> tuple[Callable, list[str]]:
+    """``fn`` wrapped so that, while it runs, the reference implementation of exercise ``name`` cannot run.
+
+    Calling it (by any name or alias: an import in an earlier cell, ``functools.partial``, a wrapper) raises
+    ``RuntimeError`` inside the student's code and is recorded in the returned list, which the caller checks
+    after the cases (a student who catches the error is still caught). The reference functions' code objects
+    are swapped for :func:`_tripwire` during each call and put back after it, so the check's own use of the
+    reference, outside the student's calls, is unaffected.
+    """
+    targets = _reference_functions(name)
+    calls: list[str] = []
+    if not targets:
+        return fn, calls
+
+    @functools.wraps(fn)
+    def guarded(*args, **kwargs):
+        saved = [(target, target.__code__) for target in targets]
+        _GUARDED_NOW.append(f"{targets[0].__module__}.{name}")
+        before = len(_REFERENCE_CALLS)
+        try:
+            for target in targets:
+                target.__code__ = _tripwire.__code__
+            return fn(*args, **kwargs)
+        finally:
+            for target, code in saved:
+                target.__code__ = code
+            _GUARDED_NOW.pop()
+            calls.extend(_REFERENCE_CALLS[before:])
+            del _REFERENCE_CALLS[before:]
+
+    return guarded, calls
+
+
+def student_copy(fn: types.FunctionType) -> types.FunctionType:
+    """A copy of the reference function ``fn`` that the checks treat as a student's answer (for tests, benchmarks).
+
+    The copy runs the same code but is a function object of its own in module ``__main__``: the checks refuse
+    the reference itself, and block it while an answer runs (``_guarding_reference``), not a copy of its code.
+    """
+    copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    copy.__kwdefaults__ = dict(fn.__kwdefaults__) if fn.__kwdefaults__ else None
+    copy.__doc__, copy.__module__, copy.__qualname__ = fn.__doc__, "__main__", fn.__qualname__
+    return copy
+
+
 def run_check(name: str, fn: Callable, cases: list[Case], points: float, *,
               time_limit: float | None = None, helpers: dict[str, Callable] | None = None) -> Score:
     """Run ``cases`` on ``fn``, print one line per case and a summary, and return the :class:`Score`.
@@ -326,8 +425,13 @@ def run_check(name: str, fn: Callable, cases: list[Case], points: float, *,
         print(f"{FAIL_MARK} {name}: this is the reference implementation from `solutions`; write your own",
               file=out)
         return Score(name, 0, max(len(cases), 1), points)
+    guarded, calls = _guarding_reference(fn, name)
     with using_reference_helpers(fn, helpers or {}):
-        passed = _run_cases(fn, cases, time_limit, out)
+        passed = _run_cases(guarded, cases, time_limit, out)
+    if calls:
+        print(f"{FAIL_MARK} {name}: {REFERENCE_CALLED} (`{calls[0]}`): an answer must compute its result "
+              "itself; 0 points", file=out)
+        return Score(name, 0, max(len(cases), 1), points)
     score = Score(name, passed, len(cases), points)
     print(f"{name}: {passed}/{len(cases)} cases passed, {score.earned:g}/{points:g} points", file=out)
     return score
