@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import signal
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from nbgrader.utils import capture_log
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
+from .preprocessors import GradingExecute
+from .sandbox import Limits, SandboxKernelManager
 from .settings import BOOK_DIR, GRADING_KERNEL_ENV
 
 __all__ = [
@@ -141,8 +144,24 @@ def _run_converter(config: Config, converter, assignment_id: str, student_id: st
     return capture_log(app)
 
 
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this process when its parent (the grader) dies, even by SIGKILL.
+
+    Otherwise a grader that is killed leaves its child grading on (and the child's sandbox, which dies with
+    the child). Elsewhere the wall-clock limit of :meth:`CourseDirectory.autograde` is all there is.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes  # noqa: PLC0415
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _autograde_in_child(config: Config, assignment_id: str, student_id: str, env: dict, result_path: str,
-                        output_path: str):
+                        output_path: str, limits: Limits | None):
     """Body of the child process of :meth:`CourseDirectory.autograde`."""
     # What the child and the kernel print (kernel start-up warnings, a student's crash) goes to a file,
     # not to the terminal of the person grading.
@@ -150,10 +169,18 @@ def _autograde_in_child(config: Config, assignment_id: str, student_id: str, env
     os.dup2(output, 1)
     os.dup2(output, 2)
     # A process group of its own, so that the parent can stop it with anything it started; the kernel it
-    # starts sits in a session of its own but exits by itself when its parent process goes.
+    # starts sits in a session of its own but exits by itself when its parent process goes (in the sandbox,
+    # bubblewrap's --die-with-parent takes everything the student's code started with it).
     if hasattr(os, "setsid"):
         os.setsid()
-    os.environ.update(env)  # inherited by the kernel that runs the student's code
+    _die_with_parent()
+    if limits is not None:
+        # the kernel gets exactly this environment inside the sandbox; nothing of the grader's
+        SandboxKernelManager.sandbox_limits = limits
+        SandboxKernelManager.sandbox_env = {**env, "NBGRADER_EXECUTION": "autograde"}
+        GradingExecute.kernel_manager_for_grading = SandboxKernelManager
+    else:
+        os.environ.update(env)  # inherited by the kernel that runs the student's code
     result = _run_converter(config, Autograde, assignment_id, student_id)
     Path(result_path).write_text(json.dumps(result), encoding="utf-8")
 
@@ -191,7 +218,7 @@ class CourseDirectory:
         return self.root / "release" / assignment_id
 
     def autograde(self, assignment_id: str, student_id: str, *, cell_timeout: int, wall_timeout: float,
-                  env: dict[str, str] | None = None) -> dict:
+                  seed: int | None = None, limits: Limits | None = None) -> dict:
         """nbgrader ``autograde`` of ``submitted/<student>/<assignment>``, in a child process.
 
         The child is forked from this process where the platform allows (so nbgrader need not be imported
@@ -202,7 +229,9 @@ class CourseDirectory:
             assignment_id, student_id: what to grade.
             cell_timeout: seconds one cell may run before it is interrupted.
             wall_timeout: seconds the whole run may take.
-            env: extra environment variables for the child and the kernel it starts.
+            seed: the hidden tests' seed (``AUTOGRADER_SEED`` for the kernel).
+            limits: run the kernel in the sandbox (:mod:`autograder.sandbox`) with these limits; None: run it
+                as a plain child process, with the grader's environment and rights.
 
         Returns:
             nbgrader's result dictionary (``success``, ``log``, ``error``); when the child was stopped or
@@ -216,8 +245,9 @@ class CourseDirectory:
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         child = context.Process(target=_autograde_in_child, daemon=False, args=(
-            config, assignment_id, student_id, {**GRADING_KERNEL_ENV, **(env or {})}, str(result_path),
-            str(output_path)))
+            config, assignment_id, student_id,
+            {**GRADING_KERNEL_ENV, **({"AUTOGRADER_SEED": str(seed)} if seed is not None else {})},
+            str(result_path), str(output_path), limits))
         child.start()
         child.join(wall_timeout)
         if child.is_alive():

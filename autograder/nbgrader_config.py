@@ -3,6 +3,10 @@
 Options the command line sets per run (cell time-out, gradebook URL) are passed as flags, not set here.
 """
 
+from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput, SaveAutoGrades
+
+from autograder.preprocessors import GradingExecute, GuardScores
 from autograder.settings import COURSE_ID, HARMLESS_STDERR, IGNORED_SUBMISSION_FILES, SKIP_WHEN_GRADING
 
 c = get_config()  # noqa: F821 -- provided by traitlets when nbgrader loads this file
@@ -25,3 +29,9 @@ c.Execute.skip_cells_with_tag = SKIP_WHEN_GRADING
 # drop them before grades are computed.
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = HARMLESS_STDERR
+
+# nbgrader's autograde steps, with two changes (autograder/preprocessors.py): execution caps each cell's printed
+# output, and a test cell whose score is missing or not a number from 0 to its points gets 0 (nbgrader would
+# give full credit to a cell with no output or a non-numeric one).
+c.Autograde.autograde_preprocessors = [GradingExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+                                       GuardScores, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]

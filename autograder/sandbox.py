@@ -41,7 +41,7 @@ from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
 
-__all__ = ["Limits", "SandboxKernelManager", "SandboxUnavailable", "SEED_FILE", "find_bwrap", "sandbox_command",
+__all__ = ["Limits", "ProcessGroup", "SandboxKernelManager", "SandboxUnavailable", "SEED_FILE", "find_bwrap", "sandbox_command",
            "sandbox_status"]
 
 GiB = 1024 ** 3
@@ -129,8 +129,70 @@ def _readable_paths() -> list[str]:
     return unique
 
 
+class ProcessGroup:
+    """A ``pids`` control group capping the processes of one sandbox, for when the grader runs as root.
+
+    ``RLIMIT_NPROC`` does not apply to processes whose real user is root on the host, which is what a sandbox
+    started by root runs as (its user namespace maps uid 65534 to the caller). There the number of processes
+    is capped by a cgroup instead (v1 ``/sys/fs/cgroup/pids`` or v2 with the ``pids`` controller), which the
+    sandbox joins before bubblewrap starts. For other users :meth:`create` returns None: the rlimit applies.
+    """
+
+    def __init__(self, path: Path, procs: Path):
+        self.path, self.procs = path, procs
+
+    @classmethod
+    def create(cls, limits: Limits) -> ProcessGroup | None:
+        """A new group allowing ``limits.processes`` processes, or None (not root, or no writable pids cgroup)."""
+        if not hasattr(os, "geteuid") or os.geteuid() != 0:
+            return None
+        for root in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
+            if (root / "pids.max").exists() or (root / "cgroup.procs").exists() and root.name == "pids" or (
+                    (root / "cgroup.subtree_control").exists()
+                    and "pids" in (root / "cgroup.subtree_control").read_text()):
+                path = Path(tempfile.mkdtemp(prefix="autograder-", dir=root)) if os.access(root, os.W_OK) else None
+                if path is None:
+                    continue
+                try:
+                    (path / "pids.max").write_text(str(limits.processes))
+                except OSError:
+                    path.rmdir()
+                    continue
+                return cls(path, path / "cgroup.procs")
+        return None
+
+    def remove(self) -> None:
+        """Kill anything left in the group and delete it."""
+        for _ in range(50):
+            try:
+                pids = [int(p) for p in self.procs.read_text().split()]
+            except OSError:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, 9)
+                except OSError:
+                    pass
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                import time  # noqa: PLC0415
+
+                time.sleep(0.05)
+
+
+# Runs on the host as root, just before bubblewrap: join the process group, then exec bubblewrap.
+_JOIN_GROUP = """\
+import os, sys
+with open(sys.argv[1], "w") as procs:
+    procs.write(str(os.getpid()))
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
 def sandbox_command(argv: list[str], *, limits: Limits, writable: list[str] = (), env: dict[str, str] | None = None,
-                    bwrap: str | None = None) -> list[str]:
+                    bwrap: str | None = None, cgroup: ProcessGroup | None = None) -> list[str]:
     """The command that runs ``argv`` inside the sandbox described in the module docstring.
 
     Args:
@@ -139,6 +201,7 @@ def sandbox_command(argv: list[str], *, limits: Limits, writable: list[str] = ()
         writable: host folders bound read-write at the same path (the kernel's socket folder).
         env: the whole environment inside (``PATH``, ``HOME``... are added).
         bwrap: the ``bwrap`` executable (default :func:`find_bwrap`).
+        cgroup: a :class:`ProcessGroup` the sandbox joins (when the grader runs as root).
 
     Raises:
         SandboxUnavailable: if there is no ``bwrap``.
@@ -169,6 +232,8 @@ def sandbox_command(argv: list[str], *, limits: Limits, writable: list[str] = ()
         cmd += ["--setenv", name, value]
     cmd += ["--remount-ro", "/", "--chdir", SCRATCH, "--", sys.executable, "-S", "-c", _LIMITS_LAUNCHER,
             str(limits.memory), str(limits.processes), str(limits.file_size), str(limits.cpu_time), *argv]
+    if cgroup is not None:
+        cmd = [sys.executable, "-S", "-c", _JOIN_GROUP, str(cgroup.procs), *cmd]
     return cmd
 
 
@@ -252,10 +317,15 @@ class SandboxKernelManager(AsyncKernelManager):
         # the checks module takes the seed file at start-up, before any cell runs
         extra = [*(extra_arguments or []), "--IPKernelApp.exec_lines=import autograder.checks._harness"]
         argv = super().format_kernel_cmd(extra)
+        if getattr(self, "_group", None) is None:
+            self._group = ProcessGroup.create(self.sandbox_limits)
         return sandbox_command(argv, limits=self.sandbox_limits, writable=[self._socket_dir],
-                               env=dict(self.sandbox_env))
+                               env=dict(self.sandbox_env), cgroup=self._group)
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
         if not restart:
+            if getattr(self, "_group", None) is not None:
+                self._group.remove()
+                self._group = None
             shutil.rmtree(self._socket_dir, ignore_errors=True)

@@ -1,8 +1,12 @@
 """``python -m autograder validate NOTEBOOK``: run a student's notebook and report the points of each exercise.
 
-The notebook runs in a fresh kernel in its own folder, as the grader would run it (same kernel environment,
+The notebook runs in a fresh kernel, as the grader would run it: in the grader's sandbox where one can start
+on this machine (:mod:`autograder.sandbox`; elsewhere, e.g. on a Mac, without one, and the command says so:
+it is the student's own code on the student's own machine), with the same kernel environment,
 ``NBGRADER_EXECUTION`` set as nbgrader's own ``validate`` sets it, long narrative experiments tagged
-``skip-when-grading`` not run), and is not modified.
+``skip-when-grading`` not run, and each answer cell checked against the rules for answers
+(:mod:`autograder.policy`): an answer that breaks them is not run and its exercise scores 0, as in grading,
+with the rule it breaks shown. The file is not modified.
 Points are computed by nbgrader's own rule (``nbgrader.utils.determine_grade``), after dropping harmless
 stderr output as the grader does, so the total matches what grading the visible tests would give.
 """
@@ -20,7 +24,11 @@ from nbclient.exceptions import DeadKernelError
 from nbgrader.preprocessors import IgnorePattern
 from nbgrader.utils import determine_grade, is_grade
 
+from . import policy
+from .assemble import _refusal_stub
 from .checks._harness import FAIL_MARK
+from .preprocessors import GuardScores
+from .sandbox import SandboxKernelManager, sandbox_status
 from .settings import DEFAULT_CELL_TIMEOUT, GRADING_KERNEL_ENV, HARMLESS_STDERR, SKIP_WHEN_GRADING
 
 __all__ = ["ExerciseResult", "validate"]
@@ -49,12 +57,43 @@ def _problems(cell) -> list[str]:
     return lines
 
 
-def validate(path: Path, timeout: int = DEFAULT_CELL_TIMEOUT) -> tuple[list[ExerciseResult], str | None]:
+def _apply_rules(nb) -> dict[str, str]:
+    """Check each answer cell of ``nb`` against the rules for answers, in place, as grading does.
+
+    A compliant answer keeps only what grading runs (its top-level statements that are not definitions are
+    left out); an answer that breaks the rules is replaced by functions that raise the reason. Returns
+    ``{function name: reason}`` for the refused answers.
+    """
+    refused = {}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type != "code" or not meta.get("solution") or meta.get("grade"):
+            continue
+        checked = policy.check_answer(cell.source)
+        if checked.ok:
+            cell.source = checked.source
+            continue
+        reason = "; ".join(str(v) for v in checked.violations[:3])
+        names = checked.defines or policy.defined_functions(cell.source)
+        for name in names:
+            refused[name] = reason
+        cell.source = "".join(_refusal_stub(name, reason) for name in names)
+    return refused
+
+
+class _QuietSandboxKernelManager(SandboxKernelManager):
+    sandbox_env = {**GRADING_KERNEL_ENV, "NBGRADER_EXECUTION": "validate"}
+
+
+def validate(path: Path, timeout: int = DEFAULT_CELL_TIMEOUT, sandbox: bool | None = None
+             ) -> tuple[list[ExerciseResult], str | None]:
     """Execute the notebook at ``path`` and grade its test cells.
 
     Args:
         path: the notebook.
         timeout: seconds one cell may run before it is interrupted.
+        sandbox: run the kernel in the sandbox (None: where one can start, see
+            :func:`autograder.sandbox.sandbox_status`).
 
     Returns:
         ``(results, fatal)``: one :class:`ExerciseResult` per graded cell, and a message if the run stopped
@@ -76,9 +115,13 @@ def validate(path: Path, timeout: int = DEFAULT_CELL_TIMEOUT) -> tuple[list[Exer
     for cell in nb.cells:  # the grader never skips an nbgrader cell, whatever its tags say
         if "nbgrader" in cell.metadata and SKIP_WHEN_GRADING in cell.metadata.get("tags", []):
             cell.metadata["tags"] = [tag for tag in cell.metadata["tags"] if tag != SKIP_WHEN_GRADING]
+    refused = _apply_rules(nb)
+    if sandbox is None:
+        sandbox = sandbox_status()[0]
+    extra = {"kernel_manager_class": _QuietSandboxKernelManager} if sandbox else {}
     client = NotebookClient(nb, timeout=timeout, interrupt_on_timeout=True, allow_errors=True,
                             kernel_name="python3", skip_cells_with_tag=SKIP_WHEN_GRADING,
-                            resources={"metadata": {"path": str(path.parent.resolve())}})
+                            resources={"metadata": {"path": str(path.parent.resolve())}}, **extra)
     fatal = None
     try:
         # the kernel process's own start-up warnings are not the student's business; the notebook's
@@ -87,12 +130,14 @@ def validate(path: Path, timeout: int = DEFAULT_CELL_TIMEOUT) -> tuple[list[Exer
                        env={**os.environ, **GRADING_KERNEL_ENV, "NBGRADER_EXECUTION": "validate"})
     except DeadKernelError:
         fatal = "the kernel died (the code crashed Python or used too much memory); later cells did not run"
-    drop_harmless_stderr = IgnorePattern(pattern=HARMLESS_STDERR)  # the grader's own preprocessor
+    drop_harmless_stderr = IgnorePattern(pattern=HARMLESS_STDERR)  # the grader's own preprocessors
+    guard = GuardScores()
     results = []
     for index, cell in enumerate(nb.cells):
         if not is_grade(cell) or cell.cell_type != "code":
             continue
         drop_harmless_stderr.preprocess_cell(cell, {}, index)
+        guard.preprocess_cell(cell, {}, index)
         name = cell.metadata["nbgrader"]["grade_id"].removeprefix("test_")
         if not cell.get("outputs") and fatal:
             score, max_score = 0.0, float(cell.metadata["nbgrader"]["points"])
@@ -100,5 +145,7 @@ def validate(path: Path, timeout: int = DEFAULT_CELL_TIMEOUT) -> tuple[list[Exer
         else:
             score, max_score = determine_grade(cell)
             problems = _problems(cell)
+        if name in refused:
+            problems.insert(0, f"answer not run (as in grading): it breaks the rules for answers: {refused[name]}")
         results.append(ExerciseResult(name, float(score or 0.0), float(max_score), problems))
     return results, fatal

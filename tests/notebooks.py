@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 
 import nbformat
 
@@ -29,3 +30,13 @@ def fill_in(released_nb, answers: dict[str, str]):
 def write(nb, path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
+
+
+def tree_digest(root) -> str:
+    """A digest of every path and file content under ``root`` (to show that grading changed nothing there)."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        digest.update(str(path.relative_to(root)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
