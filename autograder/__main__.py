@@ -105,9 +105,8 @@ def _grade(args) -> int:
 
 
 def _validate(args) -> int:
-    from .validate import validate
-
     from .sandbox import sandbox_status
+    from .validate import validate
 
     isolated, why = sandbox_status()
     if not isolated:

@@ -17,8 +17,8 @@ import copy
 import json
 import multiprocessing
 import os
-import signal
 import shutil
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path

@@ -36,15 +36,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-from sqlalchemy.exc import SAWarning
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.plugins import CsvExportPlugin
+from sqlalchemy.exc import SAWarning
 
 from .assemble import Assembled, assemble
 from .checks._harness import REFERENCE_CALLED
 from .course import BOOK_DIR, CourseDirectory, NbgraderError, find_assignments
 from .preprocessors import GRADING_ERROR, TRUNCATED
-from .sandbox import Limits, SandboxUnavailable, sandbox_status
+from .sandbox import Limits, SandboxUnavailable, process_limit_enforced, sandbox_status
 from .settings import COURSE_ID, DEFAULT_CELL_TIMEOUT
 
 __all__ = ["NotebookResult", "grade", "safe_student_id"]
@@ -269,6 +269,9 @@ def grade(submissions: Path, out: Path, *, timeout: int = DEFAULT_CELL_TIMEOUT, 
             raise SandboxUnavailable(f"cannot grade in a sandbox: {why}. To grade without one (students' code "
                                      "then runs with all your rights), pass --no-sandbox")
         log(f"grading in a sandbox ({why}; limits: {limits.describe()})")
+        if not process_limit_enforced():
+            log("WARNING: the process limit cannot be enforced: grading runs as root and no pids cgroup is "
+                "writable (run as an ordinary user, or mount the cgroup pids controller)")
     else:
         log("WARNING: grading WITHOUT a sandbox (--no-sandbox): students' code runs as you, can read and change "
             "your files and other students' grades, and use the network")

@@ -4,7 +4,13 @@ Options the command line sets per run (cell time-out, gradebook URL) are passed 
 """
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor
-from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput, SaveAutoGrades
+from nbgrader.preprocessors import (
+                                       AssignLatePenalties,
+                                       CheckCellMetadata,
+                                       IgnorePattern,
+                                       LimitOutput,
+                                       SaveAutoGrades,
+)
 
 from autograder.preprocessors import GradingExecute, GuardScores
 from autograder.settings import COURSE_ID, HARMLESS_STDERR, IGNORED_SUBMISSION_FILES, SKIP_WHEN_GRADING

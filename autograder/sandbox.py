@@ -41,7 +41,8 @@ from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
 
-__all__ = ["Limits", "ProcessGroup", "SandboxKernelManager", "SandboxUnavailable", "SEED_FILE", "find_bwrap", "sandbox_command",
+__all__ = ["Limits", "ProcessGroup", "SandboxKernelManager", "SandboxUnavailable", "SEED_FILE", "find_bwrap",
+           "process_limit_enforced", "sandbox_command",
            "sandbox_status"]
 
 GiB = 1024 ** 3
@@ -268,7 +269,7 @@ _INSTALL_HINT = (
     "`sudo apt-get install bubblewrap`; Fedora: `sudo dnf install bubblewrap`), or set AUTOGRADER_BWRAP")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _probe(bwrap: str | None) -> str | None:
     if not bwrap:
         return _INSTALL_HINT
@@ -283,6 +284,17 @@ def _probe(bwrap: str | None) -> str | None:
                 "(on Ubuntu 23.10 and later, an AppArmor profile for bwrap: install the system's `bubblewrap` "
                 "package and set AUTOGRADER_BWRAP=/usr/bin/bwrap) or root")
     return None
+
+
+def process_limit_enforced() -> bool:
+    """Whether :attr:`Limits.processes` holds here: always for other users, for root only with a pids cgroup."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return True
+    group = ProcessGroup.create(Limits())
+    if group is None:
+        return False
+    group.remove()
+    return True
 
 
 def sandbox_status() -> tuple[bool, str]:
@@ -321,6 +333,12 @@ class SandboxKernelManager(AsyncKernelManager):
             self._group = ProcessGroup.create(self.sandbox_limits)
         return sandbox_command(argv, limits=self.sandbox_limits, writable=[self._socket_dir],
                                env=dict(self.sandbox_env), cgroup=self._group)
+
+    async def interrupt_kernel(self) -> None:
+        """Interrupt by message (``interrupt_request``): a signal would reach bubblewrap, not the kernel inside."""
+        msg = self.session.msg("interrupt_request", content={})
+        self._connect_control_socket()
+        self.session.send(self._control_socket, msg)
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)

@@ -11,7 +11,6 @@ import torch
 
 # policy_evaluation and q_from_v, which the policy-iteration answers call, are the notebook's own functions: while
 # policy_iteration is checked, the check lends them (the reference versions) to the answer's module (noqa: F821).
-
 from autograder.checks._harness import student_copy
 from solutions.mdp import policy_iteration as _policy_iteration
 

@@ -7,9 +7,13 @@ import pytest
 
 from autograder.checks import _harness
 from autograder.checks import mdp as checks
+from autograder.checks._harness import student_copy
 from solutions import mdp as reference
 
 from .buggy_mdp import evaluation_ignores_theta
+
+# the reference as a student's own function (the checks block the reference itself while an answer runs)
+_policy_evaluation = student_copy(reference.policy_evaluation)
 
 
 def policy_iteration_with_its_own_sweeps(mdp, pi0=None):
@@ -78,7 +82,7 @@ def test_hidden_gamma_1_instances_are_solvable_and_their_pi0_is_improper(seed, m
 
 def test_the_theta_case_accepts_one_sweep_more_or_less(capsys):
     def one_sweep_late(mdp, pi, theta=1e-10, max_sweeps=None):
-        V = reference.policy_evaluation(mdp, pi, theta=theta, max_sweeps=max_sweeps)
+        V = _policy_evaluation(mdp, pi, theta=theta, max_sweeps=max_sweeps)
         return V if max_sweeps is not None else reference.bellman_expectation_backup(mdp, pi, V)
 
     assert float(checks.check_policy_evaluation(one_sweep_late)) == checks.POINTS["policy_evaluation"]
