@@ -25,7 +25,7 @@ import nbformat
 
 from . import policy
 
-__all__ = ["Assembled", "assemble", "answer_cells"]
+__all__ = ["Assembled", "answer_cells", "assemble", "graded_source"]
 
 
 @dataclass
@@ -73,6 +73,20 @@ def _refusal_stub(name: str, reason: str) -> str:
             f"    raise RuntimeError({message!r})\n")
 
 
+def graded_source(source: str) -> tuple[str, str | None]:
+    """What grading runs for an answer cell's ``source``, and why it was refused (None if it was not).
+
+    A compliant answer keeps its definitions (top-level statements that are not are left out); an answer that
+    breaks the rules becomes functions of the same names that raise the reason.
+    """
+    checked = policy.check_answer(source)
+    if checked.ok:
+        return checked.source, None
+    reason = "; ".join(str(v) for v in checked.violations[:3])
+    names = checked.defines or policy.defined_functions(source)
+    return "".join(_refusal_stub(name, reason) for name in names), reason
+
+
 def assemble(submitted, release) -> Assembled:
     """Build the notebook that grading runs from a student's notebook and the released one.
 
@@ -102,11 +116,9 @@ def assemble(submitted, release) -> Assembled:
         if len(candidates) > 1:
             result.notes.append(f"{name}: defined in {len(candidates)} cells; graded the "
                                 + ("answer cell" if tagged else "last one"))
-        checked = policy.check_answer(chosen.source)
-        if not checked.ok:
-            reason = "; ".join(str(v) for v in checked.violations[:3])
+        source, reason = graded_source(chosen.source)
+        if reason:
             result.refused[name] = reason
-            graded.cells[index].source = _refusal_stub(name, reason)
-            continue
-        graded.cells[index].source = checked.source
+            source = _refusal_stub(name, reason)  # the exercise's own function, whatever else the cell defined
+        graded.cells[index].source = source
     return result

@@ -130,6 +130,14 @@ def _readable_paths() -> list[str]:
     return unique
 
 
+def _is_pids_hierarchy(root: Path) -> bool:
+    """Whether ``root`` is a cgroup hierarchy with the pids controller (v1 ``.../pids`` or v2 with it enabled)."""
+    if (root / "pids.max").exists() or (root.name == "pids" and (root / "cgroup.procs").exists()):
+        return True
+    control = root / "cgroup.subtree_control"
+    return control.exists() and "pids" in control.read_text().split()
+
+
 class ProcessGroup:
     """A ``pids`` control group capping the processes of one sandbox, for when the grader runs as root.
 
@@ -148,18 +156,15 @@ class ProcessGroup:
         if not hasattr(os, "geteuid") or os.geteuid() != 0:
             return None
         for root in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
-            if (root / "pids.max").exists() or (root / "cgroup.procs").exists() and root.name == "pids" or (
-                    (root / "cgroup.subtree_control").exists()
-                    and "pids" in (root / "cgroup.subtree_control").read_text()):
-                path = Path(tempfile.mkdtemp(prefix="autograder-", dir=root)) if os.access(root, os.W_OK) else None
-                if path is None:
-                    continue
-                try:
-                    (path / "pids.max").write_text(str(limits.processes))
-                except OSError:
-                    path.rmdir()
-                    continue
-                return cls(path, path / "cgroup.procs")
+            if not _is_pids_hierarchy(root) or not os.access(root, os.W_OK):
+                continue
+            path = Path(tempfile.mkdtemp(prefix="autograder-", dir=root))
+            try:
+                (path / "pids.max").write_text(str(limits.processes))
+            except OSError:
+                path.rmdir()
+                continue
+            return cls(path, path / "cgroup.procs")
         return None
 
     def remove(self) -> None:
@@ -212,7 +217,8 @@ def sandbox_command(argv: list[str], *, limits: Limits, writable: list[str] = ()
         raise SandboxUnavailable(_INSTALL_HINT)
     cmd = [bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--unshare-user",
            "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL", "--clearenv"]
-    for path in _readable_paths():
+    readable = _readable_paths()
+    for path in readable:
         cmd += ["--ro-bind", path, path]
     for link, target in (("/bin", "usr/bin"), ("/lib", "usr/lib"), ("/lib64", "usr/lib64"), ("/sbin", "usr/sbin")):
         if os.path.islink(link):
@@ -223,7 +229,7 @@ def sandbox_command(argv: list[str], *, limits: Limits, writable: list[str] = ()
     for path in writable:
         cmd += ["--bind", path, path]
     # sys.base_prefix and the like may lie under /tmp on the host: bind them again over the fresh /tmp
-    for path in _readable_paths():
+    for path in readable:
         if path == SCRATCH or path.startswith(SCRATCH + "/"):
             cmd += ["--ro-bind", path, path]
     variables = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": SCRATCH,

@@ -25,7 +25,7 @@ from nbgrader.preprocessors import IgnorePattern
 from nbgrader.utils import determine_grade, is_grade
 
 from . import policy
-from .assemble import _refusal_stub
+from .assemble import graded_source
 from .checks._harness import FAIL_MARK
 from .preprocessors import GuardScores
 from .sandbox import SandboxKernelManager, sandbox_status
@@ -69,15 +69,10 @@ def _apply_rules(nb) -> dict[str, str]:
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type != "code" or not meta.get("solution") or meta.get("grade"):
             continue
-        checked = policy.check_answer(cell.source)
-        if checked.ok:
-            cell.source = checked.source
-            continue
-        reason = "; ".join(str(v) for v in checked.violations[:3])
-        names = checked.defines or policy.defined_functions(cell.source)
-        for name in names:
-            refused[name] = reason
-        cell.source = "".join(_refusal_stub(name, reason) for name in names)
+        names = policy.defined_functions(cell.source)
+        cell.source, reason = graded_source(cell.source)
+        if reason:
+            refused.update(dict.fromkeys(names, reason))
     return refused
 
 
