@@ -37,9 +37,12 @@ unusual but correct styles are refused, with a message saying what to write inst
   (``epsilon_greedy`` in Chapter 2) stay callable, and only the grader's run-time guard stops an answer that
   calls the reference implementation of its own exercise through them;
 * it cannot stop an answer from changing the objects a check passes it: ``torch.from_numpy(mdp.R).zero_()``
-  writes into an array even if the check made it read-only. The checks must pass copies, and compute or
-  recompute their expected values from their own copies, never from objects an answer has seen; likewise they
-  must treat an answer's return value as untrusted data (convert it to a plain array before comparing).
+  writes into an array even if the check made it read-only. So ``run_check`` gives every call of an answer
+  private deep copies of its arguments, except the ones an exercise updates in place or whose change it reports
+  and stateful objects (generators, environments, networks); for those the check computes its expected values
+  from its own copies, made before the call (tests/test_input_mutation.py tries both with adversarial
+  answers). Likewise the checks treat an answer's return value as untrusted data (convert it to a plain array
+  before comparing).
 """
 
 from __future__ import annotations

@@ -307,3 +307,40 @@ def test_an_answer_calling_its_own_reference_scores_zero(capsys, monkeypatch):
 
     checks.check_value_iteration(value_iteration_2)
     assert _harness.REFERENCE_CALLED not in capsys.readouterr().out
+
+
+def test_every_call_gets_private_copies_except_the_arguments_passed_as_is():
+    seen = {}
+
+    def answer(Q, s, V, rng, *, extra):
+        seen.update(Q=Q, V=V, rng=rng, extra=extra)
+        V[...] = -1
+        Q[s] = 7.0
+        return V
+
+    # named after an exercise with a reference, so that positions map to names: q_learning_update(Q, s, ...)
+    call = _harness._with_private_copies(answer, "q_learning_update", passed_as_is=("Q",))
+    Q, V, rng, extra = np.zeros(3), np.ones(2), np.random.default_rng(0), [1, 2]
+    V.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):  # a read-only input stays read-only in the copy
+        call(Q, 1, V, rng, extra=extra)
+    assert seen["Q"] is Q and seen["rng"] is rng  # in place by the statement; stateful
+    assert seen["V"] is not V and seen["extra"] is not extra and seen["extra"] == extra
+    assert Q[1] == 0.0  # the failure came first
+    V.flags.writeable = True
+    returned = call(Q, 1, V, rng, extra=extra)
+    assert Q[1] == 7.0 and np.array_equal(V, [1.0, 1.0]) and np.array_equal(returned, [-1.0, -1.0])
+
+
+def test_a_tabular_mdp_copy_has_read_only_arrays_of_its_own():
+    import copy
+
+    from solutions.envs.gridworlds import aima_4x3
+
+    mdp = aima_4x3()
+    twin = copy.deepcopy(mdp)
+    for name in ("P", "R", "terminal", "initial"):
+        original, copied = getattr(mdp, name), getattr(twin, name)
+        assert copied is not original and not np.shares_memory(copied, original)
+        assert np.array_equal(copied, original) and not copied.flags.writeable
+    assert (twin.gamma, twin.state_names, twin.layout) == (mdp.gamma, mdp.state_names, mdp.layout)

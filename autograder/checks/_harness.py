@@ -17,8 +17,11 @@ the student's code are caught and printed on stdout, and so is anything the code
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
+import inspect
 import os
+import random
 import secrets
 import signal
 import sys
@@ -26,6 +29,7 @@ import threading
 import time
 import types
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -406,15 +410,89 @@ def student_copy(fn: types.FunctionType) -> types.FunctionType:
     return copy
 
 
+#: Values that cannot be changed in place: passed without copying (the exact types first, for speed).
+_SCALAR_TYPES = frozenset({int, float, bool, str, type(None), np.float64, np.float32, np.int64, np.bool_})
+_IMMUTABLE = (int, float, complex, str, bytes, type(None), np.generic)
+
+
+def _kept_as_is(value: Any) -> bool:
+    """Objects an answer receives as they are, not copied: those an honest answer changes by using them.
+
+    Random generators (drawing advances them), Gymnasium environments (stepping changes them), torch modules
+    and optimizers (a training step updates them), functions and modules. A check that passes one of these
+    must build its expected values from objects of its own (a second environment reset with the same seed, a
+    copy of the network made before the call), never from the one the answer used.
+    """
+    if isinstance(value, (np.random.Generator, np.random.RandomState, random.Random, types.FunctionType,
+                          types.BuiltinFunctionType, types.MethodType, types.ModuleType, functools.partial, type)):
+        return True
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, (torch.nn.Module, torch.optim.Optimizer)):
+        return True
+    return any((cls.__module__ or "").split(".")[0] == "gymnasium" for cls in type(value).__mro__[:-1])
+
+
+def _parameter_names(name: str) -> list[str]:
+    """The positional parameter names of the reference implementation of exercise ``name`` (empty if none)."""
+    for reference in _reference_functions(name):
+        try:
+            parameters = inspect.signature(reference).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        return [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return []
+
+
+def _with_private_copies(fn: Callable, name: str, passed_as_is: Collection[str]) -> Callable:
+    """``fn`` called with deep copies of its arguments, except those named in ``passed_as_is`` and stateful ones.
+
+    An answer may write into whatever it is given (the rules for answers cannot stop
+    ``torch.from_numpy(mdp.R).zero_()``). With private copies, nothing it does to its inputs reaches the check's
+    objects: not the expected value a case computes after the call, nor the instances of later cases. Arguments
+    are named by the reference implementation's signature. ``passed_as_is`` names the arguments an exercise
+    updates in place (its answer is the change: ``Q`` in a Q-learning update) and those whose change a case
+    checks itself; a case must compute its expected values from its own copy of those, before the call.
+    Objects for which :func:`_kept_as_is` holds are never copied; a value that cannot be deep-copied (a torch
+    tensor inside an autograd graph) is passed as it is.
+    """
+    as_is = frozenset(passed_as_is)
+    as_is_positions = frozenset(i for i, parameter in enumerate(_parameter_names(name)) if parameter in as_is)
+
+    def copy_of(value: Any, memo: dict) -> Any:
+        if isinstance(value, _IMMUTABLE) or _kept_as_is(value):
+            return value
+        try:
+            copied = copy.deepcopy(value, memo)
+        except Exception:  # noqa: BLE001 -- not copyable (a non-leaf tensor): the case must not rely on it
+            return value
+        if isinstance(value, np.ndarray) and not value.flags.writeable:
+            copied.flags.writeable = False  # an input the statement says is read-only stays so
+        return copied
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        memo: dict = {}
+        args = [value if (type(value) in _SCALAR_TYPES or i in as_is_positions) else copy_of(value, memo)
+                for i, value in enumerate(args)]
+        for key, value in kwargs.items():
+            if not (type(value) in _SCALAR_TYPES or key in as_is):
+                kwargs[key] = copy_of(value, memo)
+        return fn(*args, **kwargs)
+
+    return call
+
+
 def run_check(name: str, fn: Callable, cases: list[Case], points: float, *,
-              time_limit: float | None = None, helpers: dict[str, Callable] | None = None) -> Score:
+              time_limit: float | None = None, helpers: dict[str, Callable] | None = None,
+              passed_as_is: Collection[str] = ()) -> Score:
     """Run ``cases`` on ``fn``, print one line per case and a summary, and return the :class:`Score`.
 
     A case fails when its ``run`` returns a message or raises; the student's warnings and stderr output are
     shown on stdout. After a case times out the remaining ones are skipped (they would likely time out too).
     ``time_limit`` is in seconds per case (default: ``DEFAULT_TIME_LIMIT``). ``helpers`` maps the names of
     earlier exercises that ``fn`` calls to their reference implementations, used while the cases run
-    (see :func:`using_reference_helpers`).
+    (see :func:`using_reference_helpers`). Every call of ``fn`` gets private copies of its arguments except
+    the parameters named in ``passed_as_is`` (see :func:`_with_private_copies`).
     """
     time_limit = DEFAULT_TIME_LIMIT if time_limit is None else time_limit
     out = sys.stdout
@@ -427,7 +505,7 @@ def run_check(name: str, fn: Callable, cases: list[Case], points: float, *,
         return Score(name, 0, max(len(cases), 1), points)
     guarded, calls = _guarding_reference(fn, name)
     with using_reference_helpers(fn, helpers or {}):
-        passed = _run_cases(guarded, cases, time_limit, out)
+        passed = _run_cases(_with_private_copies(guarded, name, passed_as_is), cases, time_limit, out)
     if calls:
         print(f"{FAIL_MARK} {name}: {REFERENCE_CALLED} (`{calls[0]}`): an answer must compute its result "
               "itself; 0 points", file=out)
