@@ -550,3 +550,14 @@ def test_on_cartpole_reward_to_go_beats_the_whole_return_and_the_baseline_does_w
                       for seed in range(3)] for variant in pg.CARTPOLE_VARIANTS}
     assert min(last["reward_to_go"]) > max(last["return"]) + 100, last
     assert min(last["baseline"]) > 400, last
+
+
+def test_cartpole_runs_put_the_seeds_on_one_grid():
+    out = pg.cartpole_runs("baseline", [0, 1], total_steps=1_600, grid_step=400, window=800, progress=False)
+    assert np.array_equal(out["steps"], [400, 800, 1_200, 1_600])
+    assert out["curves"].shape == (2, 4) and not np.isnan(out["curves"]).any()
+    assert np.allclose(out["mean"], out["curves"].mean(axis=0))
+    run = out["runs"][1]
+    assert run.seed == 1 and run.value is not None and run.total_steps == 1_600
+    assert np.allclose(out["curves"][1], run.curve(out["steps"], 800))
+    assert out["final"][1] == run.mean_return(10_000) == run.episode_returns.mean()
