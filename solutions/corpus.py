@@ -329,9 +329,13 @@ def review_reward(prompts: Sequence[str], completions: Sequence[str]) -> torch.T
     ``review_reward(["the food was"], ["great and the staff were kind ."]) == tensor([2.])``; ``"great kind ."``
     (not a sentence of the corpus) gets -2, as low as the worst review. :func:`sentiment_reward` alone scores
     words, not reviews, and REINFORCE optimises exactly what it is given: on it the policy soon writes strings of
-    positive words that never end ("good perfect kind fresh great ...", every completion cut at the length
-    limit) -- reward hacking. The grammar condition says what else we want; Chapter 6 gets the same effect from a
-    KL penalty that keeps the policy near the pre-trained model.
+    positive words that never end ("good perfect kind fresh great ...") -- reward hacking (100 updates of
+    :func:`~solutions.language_model.reinforce_sequences`, seeds 0-2: sentiment 2, every completion cut at the
+    length limit, no well-formed review left). The grammar condition says what else we want; Chapter 6 gets the
+    same effect from a KL penalty that keeps the policy near the pre-trained model. On this reward the same
+    100 updates take the mean from about 0 to about +1 (seeds 0-2): short positive reviews, "the food was great
+    .". None reached the +2 of two positive clauses: a second clause starts out as likely to lower the reward
+    as to raise it, so the policy learns to stop after the first.
 
     Args:
         prompts: B review prompts (``"the food was"``).
