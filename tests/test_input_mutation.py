@@ -181,5 +181,5 @@ def test_an_answer_that_spoils_its_inputs_afterwards_keeps_full_marks(chapter, c
 def test_the_arguments_passed_as_is_are_parameters_of_the_reference(checks_module, reference_modules):
     for name, passed in getattr(checks_module, "_PASSED_AS_IS", {}).items():
         assert name in checks_module.POINTS
-        solution = next(getattr(m, name) for m in reference_modules if hasattr(m, name))
+        solution = _reference(checks_module, reference_modules, name)
         assert set(passed) <= set(inspect.signature(solution).parameters), (name, passed)
