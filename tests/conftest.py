@@ -13,6 +13,7 @@ CHAPTERS = {
     "01_mdp": ROOT / "book" / "01_mdp" / "mdp.ipynb",
     "02_model_based": ROOT / "book" / "02_model_based" / "model_based.ipynb",
     "03_q_learning": ROOT / "book" / "03_q_learning" / "q_learning.ipynb",
+    "04_policy_gradients": ROOT / "book" / "04_policy_gradients" / "policy_gradients.ipynb",
 }
 CHAPTER_1 = CHAPTERS["01_mdp"]
 

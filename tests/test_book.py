@@ -37,7 +37,7 @@ def test_chapter_1_page_has_figures_widget_and_collapsed_solutions(site):
 def test_landing_page_links_every_chapter(site):
     index = (site / "book" / "intro.html").read_text(encoding="utf-8")
     assert "01_mdp/mdp.html" in index and "02_model_based/model_based.html" in index
-    assert "03_q_learning/q_learning.html" in index
+    assert "03_q_learning/q_learning.html" in index and "04_policy_gradients/policy_gradients.html" in index
 
 
 def test_chapter_3_page_has_figures_widget_and_the_reproduced_numbers(site):
@@ -67,6 +67,30 @@ def test_chapter_2_page_has_figures_widget_and_the_reproduced_numbers(site):
     assert "the greedy path from S takes 14 steps to G" in page  # Figure 8.3, n = 50
     assert "20 of 20 runs found the shortcut, 121 to 1019 steps after it opened" in page  # Dyna-Q+
     assert "do not overlap: [3]" in page  # two rooms: linear model vs plain Q-learning
+
+
+def test_chapter_4_page_has_figures_widget_and_the_reproduced_numbers(site):
+    page = _chapter_page(site, "04_policy_gradients", "policy_gradients", images=6, answers=7)
+    assert "exactly 2 - sqrt(2) = 0.5858, J = -11.657" in page  # Example 13.1
+    assert "epsilon-greedy: J(0.05) = -82.1, J(0.95) = -44.2" in page
+    # Figure 13.1: the larger the step size, the faster the median run learns
+    early = {k: float(re.search(rf"alpha = 2\^-{k}: median run, episodes 1-100: +(-[\d.]+)", page).group(1))
+             for k in (12, 13, 14)}
+    assert early[12] > early[13] > early[14], early
+    # Figure 13.2: with a baseline faster than without
+    first = [float(x) for x in re.findall(r"median run, episodes 1-100: +(-[\d.]+); 901-1000", page)]
+    assert len(first) == 3 and first[1] > first[0], first
+    # CartPole: reward-to-go far above the whole return, the baseline's runs the least spread
+    cartpole = {variant: tuple(float(x) for x in re.search(
+        rf"{variant}: mean return over the last 10,000 steps +(\d+) ± +\d+; seeds: \[[\d ]+\], spread \(std\) +(\d+)",
+        page).groups()) for variant in ("return", "reward_to_go", "baseline")}
+    assert cartpole["reward_to_go"][0] > cartpole["return"][0] + 100, cartpole
+    assert cartpole["baseline"][0] > 400 and cartpole["baseline"][1] < cartpole["reward_to_go"][1], cartpole
+    # the language model: REINFORCE raises the review reward in every seed; the word score alone is hacked
+    last = [float(x) for x in re.search(r"last: \[([-\d. ]+)\]", page).group(1).split()]
+    assert len(last) == 5 and min(last) > 0.5, last
+    assert "well-formed reviews among these samples: 0%" in page
+    assert "reward hacking" in page and "log pi(completion | prompt)" in page
 
 
 def test_references_page_lists_the_works_cited(site):

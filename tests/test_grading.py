@@ -40,6 +40,12 @@ WRONG_SARSA = (
     "    Q[s, a] = r if terminated else r + gamma * Q[s_next, a_next]\n"
 )
 
+# Chapter 4: a REINFORCE loss with the sign reversed, which climbs the loss instead of J (2 of 11 points).
+WRONG_REINFORCE_LOSS = (
+    "def reinforce_loss(log_probs, returns, n_episodes):\n"
+    "    return (log_probs * returns.detach()).sum() / n_episodes\n"
+)
+
 # carol's edit of the DQN cell; its output is not a substring of its source
 CAROLS_OWN_CELL = 'print("carol\'s own " + "cell ran")'
 
@@ -69,6 +75,12 @@ def submissions(tmp_path_factory, source_nb, released_nb, source_nbs, released_n
     assert SKIP_WHEN_GRADING in dqn_cell.metadata["tags"]  # the release keeps the source notebook's tag
     dqn_cell.source = CAROLS_OWN_CELL
     write(carol_3, root / "carol" / "03_q_learning" / "q_learning.ipynb")
+    # Chapter 4: the same three
+    answers_4, released_4 = solution_sources(source_nbs["04_policy_gradients"]), released_nbs["04_policy_gradients"]
+    write(fill_in(released_4, answers_4), root / "alice" / "04_policy_gradients" / "policy_gradients.ipynb")
+    write(released_4, root / "bob" / "04_policy_gradients" / "policy_gradients.ipynb")
+    write(fill_in(released_4, {**answers_4, "reinforce_loss": WRONG_REINFORCE_LOSS}),
+          root / "carol" / "04_policy_gradients" / "policy_gradients.ipynb")
     answers = solution_sources(source_nb)
     write(fill_in(released_nb, answers), root / "alice" / "01_mdp" / "mdp.ipynb")
     write(released_nb, root / "bob" / "01_mdp" / "mdp.ipynb")
@@ -132,17 +144,22 @@ def test_one_wrong_exercise_loses_exactly_its_points(graded):
     assert score(grades, "carol") == (9.0, 11.0)
 
 
-@pytest.mark.parametrize("chapter, notebook, wrong, carols_score", [
-    ("02_model_based", "model_based", "dyna_q_planning_step", 8.0),  # the planning step's 2 points, no more
-    ("03_q_learning", "q_learning", "sarsa_update", 9.0),  # the SARSA update's 1 point, no more
+@pytest.mark.parametrize("chapter, notebook, wrong, carols_score, total, hint", [
+    # the planning step's 2 points, no more
+    ("02_model_based", "model_based", "dyna_q_planning_step", 8.0, 10.0, "move it a step alpha towards the target"),
+    # the SARSA update's 1 point, no more
+    ("03_q_learning", "q_learning", "sarsa_update", 9.0, 10.0, "move it a step alpha towards the target"),
+    # the REINFORCE loss's 2 points, no more
+    ("04_policy_gradients", "policy_gradients", "reinforce_loss", 9.0, 11.0,
+     "minimise the *negative* of the objective"),
 ])
-def test_chapter_round_trip(graded, chapter, notebook, wrong, carols_score):
+def test_chapter_round_trip(graded, chapter, notebook, wrong, carols_score, total, hint):
     out, grades, _, _ = graded
-    assert score(grades, "alice", chapter) == (10.0, 10.0)
-    assert score(grades, "bob", chapter) == (0.0, 10.0)
-    assert score(grades, "carol", chapter) == (carols_score, 10.0)
+    assert score(grades, "alice", chapter) == (total, total)
+    assert score(grades, "bob", chapter) == (0.0, total)
+    assert score(grades, "carol", chapter) == (carols_score, total)
     feedback = (out / "feedback" / "carol" / chapter / f"{notebook}.html").read_text()
-    assert f"{wrong}: 0/" in feedback and "move it a step alpha towards the target" in feedback
+    assert f"{wrong}: 0/" in feedback and hint in feedback
 
 
 def test_grading_skips_only_the_unchanged_narrative_cells_the_release_tags(graded):

@@ -561,3 +561,25 @@ def test_cartpole_runs_put_the_seeds_on_one_grid():
     assert run.seed == 1 and run.value is not None and run.total_steps == 1_600
     assert np.allclose(out["curves"][1], run.curve(out["steps"], 800))
     assert out["final"][1] == run.mean_return(10_000) == run.episode_returns.mean()
+
+
+def test_cartpole_runs_in_parallel_processes_give_the_same_runs_in_the_seeds_order():
+    kwargs = dict(seeds=[3, 0], total_steps=1_600, grid_step=400, window=800, progress=False)
+    serial = {variant: pg.cartpole_runs(variant, **kwargs) for variant in ("reward_to_go", "baseline")}
+    parallel = pg.compare_cartpole_variants(["reward_to_go", "baseline"], n_jobs=2, **kwargs)
+    assert list(parallel) == ["reward_to_go", "baseline"]
+    for variant in serial:
+        assert [run.seed for run in parallel[variant]["runs"]] == [3, 0]
+        assert np.array_equal(serial[variant]["curves"], parallel[variant]["curves"])
+        for a, b in zip(serial[variant]["runs"], parallel[variant]["runs"]):
+            assert a.variant == b.variant == variant
+            assert np.array_equal(a.episode_returns, b.episode_returns)
+            assert np.array_equal(a.episode_ends, b.episode_ends)
+            assert all(torch.equal(x, y) for x, y in zip(a.policy.state_dict().values(),
+                                                         b.policy.state_dict().values()))
+    with pytest.raises(ValueError, match="n_jobs"):
+        pg.cartpole_runs("reward_to_go", [0], total_steps=800, n_jobs=0)
+    with pytest.raises(ValueError, match="at least one seed"):
+        pg.cartpole_runs("reward_to_go", [], total_steps=800)
+    with pytest.raises(ValueError, match="unknown variant"):
+        pg.compare_cartpole_variants(["reward-to-go"], [0], total_steps=800)

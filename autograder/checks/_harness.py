@@ -31,6 +31,7 @@ import types
 import warnings
 from collections.abc import Collection
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -515,6 +516,20 @@ def run_check(name: str, fn: Callable, cases: list[Case], points: float, *,
     return score
 
 
+#: Folders of the checks and the reference code: a warning raised there (e.g. by a check computing what a known
+#: mistake would return on an extreme case) is not the student's and is not reported as theirs.
+_OUR_FOLDERS = (str(Path(__file__).resolve().parent) + os.sep,
+                str(Path(__file__).resolve().parents[2] / "solutions") + os.sep)
+
+
+def _from_our_code(warning: warnings.WarningMessage) -> bool:
+    """Whether ``warning`` was raised by a line of the checks or of the reference solutions."""
+    try:
+        return str(Path(warning.filename).resolve()).startswith(_OUR_FOLDERS)
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def _run_cases(fn: Callable, cases: list[Case], time_limit: float, out) -> int:
     """Run and report each case, then explain the failures; returns how many passed."""
     passed = 0
@@ -545,7 +560,7 @@ def _run_cases(fn: Callable, cases: list[Case], time_limit: float, out) -> int:
         else:
             failures.append((case, message))
             print(f"  {FAIL_MARK} {case.name}: {message}", file=out)
-        for warning in caught[:3]:
+        for warning in [w for w in caught if not _from_our_code(w)][:3]:
             print(f"      (warning from your code: {warning.category.__name__}: {warning.message})", file=out)
         if elapsed > time_limit / 2 and not timed_out:
             print(f"      (this case took {elapsed:.1f} s; the limit is {time_limit:g} s)", file=out)
