@@ -49,6 +49,22 @@ def test_exercises_are_well_formed(chapter, source_nbs):
 
 
 @pytest.mark.parametrize("chapter", sorted(CHAPTERS))
+def test_every_answer_cell_follows_its_statement(chapter, source_nbs):
+    """The markdown cell just above each answer cell states the exercise: "Exercise (k point(s))" and the
+    function's signature, with the same number of points as the test cell."""
+    cells = source_nbs[chapter].cells
+    for i, cell in enumerate(cells):
+        if is_solution(cell):
+            name = cell.metadata.nbgrader.grade_id
+            statement = cells[i - 1]
+            assert statement.cell_type == "markdown", name
+            points = CHECK_MODULES[chapter].POINTS[name]
+            stated = re.search(r"\*\*Exercise(?: \d+)? \((\d+) points?\)", statement.source)
+            assert stated and float(stated.group(1)) == points, name
+            assert f"`{name}(" in statement.source, name
+
+
+@pytest.mark.parametrize("chapter", sorted(CHAPTERS))
 def test_source_notebooks_are_committed_without_outputs(chapter, source_nbs):
     for cell in source_nbs[chapter].cells:
         if cell.cell_type == "code":
