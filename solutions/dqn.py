@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .envs.evaluation import mean_episode_return
 from .progress import show_progress
 from .threads import single_threaded
 
@@ -155,18 +156,7 @@ def evaluate_policy(q_network: nn.Module, n_episodes: int = 20, seed: int = 0,
     The episodes run side by side in a Gymnasium vector environment, seeded with ``seed``; each one counts until
     it first ends (terminated or truncated).
     """
-    envs = gym.make_vec(env_id, num_envs=n_episodes, vectorization_mode="sync")
-    states, _ = envs.reset(seed=seed)
-    returns = np.zeros(n_episodes)
-    running = np.ones(n_episodes, dtype=bool)
-    with torch.no_grad():
-        while running.any():
-            actions = q_network(torch.as_tensor(states, dtype=torch.float32)).argmax(dim=1).numpy()
-            states, rewards, terminated, truncated, _ = envs.step(actions)
-            returns += rewards * running
-            running &= ~(terminated | truncated)
-    envs.close()
-    return float(returns.mean())
+    return mean_episode_return(lambda states: q_network(states).argmax(dim=1).numpy(), n_episodes, seed, env_id)
 
 
 @dataclass

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .envs.evaluation import mean_episode_return
 from .envs.tabular import TabularMDP, TabularMDPEnv
 from .progress import show_progress
 from .threads import single_threaded
@@ -480,6 +481,20 @@ def _corridor_episodes(p_right: np.ndarray, streams: _UniformStreams, next_state
             T)
 
 
+def _batch_setup(n_runs: int, n_episodes: int, max_steps: int, theta0, gamma: float, seed: int,
+                 **step_sizes: float | None):
+    """The checked arguments and starting state shared by :func:`short_corridor_runs` and
+    :func:`actor_critic_runs`: ``(gamma, next_state, reward, terminal, streams, theta_right, theta_left)``, the
+    last two float ``(n_runs,)`` filled from ``theta0``."""
+    theta0 = _check_run_arguments(n_episodes, max_steps, theta0, **step_sizes)
+    gamma = _check_gamma(gamma)
+    if n_runs < 1:
+        raise ValueError(f"n_runs must be >= 1; got {n_runs}")
+    next_state, reward, terminal = _corridor_arrays(gamma)
+    streams = _UniformStreams(run_generators(seed, n_runs))
+    return (gamma, next_state, reward, terminal, streams, np.full(n_runs, theta0[0]), np.full(n_runs, theta0[1]))
+
+
 def short_corridor_runs(alpha: float, n_runs: int, n_episodes: int, seed: int, alpha_w: float | None = None,
                         theta0=SHORT_CORRIDOR_THETA0, gamma: float = 1.0, max_steps: int = 1_000,
                         return_parameters: bool = False, progress: bool | None = None):
@@ -507,13 +522,8 @@ def short_corridor_runs(alpha: float, n_runs: int, n_episodes: int, seed: int, a
     Raises:
         ValueError: as :func:`reinforce_short_corridor`, or if ``n_runs < 1``.
     """
-    theta0 = _check_run_arguments(n_episodes, max_steps, theta0, alpha=alpha, alpha_w=alpha_w)
-    gamma = _check_gamma(gamma)
-    if n_runs < 1:
-        raise ValueError(f"n_runs must be >= 1; got {n_runs}")
-    next_state, reward, terminal = _corridor_arrays(gamma)
-    streams = _UniformStreams(run_generators(seed, n_runs))
-    theta_right, theta_left = np.full(n_runs, theta0[0]), np.full(n_runs, theta0[1])
+    gamma, next_state, reward, terminal, streams, theta_right, theta_left = _batch_setup(
+        n_runs, n_episodes, max_steps, theta0, gamma, seed, alpha=alpha, alpha_w=alpha_w)
     w = np.zeros(n_runs)
     returns = np.zeros((n_runs, n_episodes))
     for episode in tqdm(range(n_episodes), desc="REINFORCE runs", disable=not show_progress(progress),
@@ -569,13 +579,8 @@ def actor_critic_runs(alpha_theta: float, alpha_w: float, n_runs: int, n_episode
     Raises:
         ValueError: as :func:`one_step_actor_critic_short_corridor`, or if ``n_runs < 1``.
     """
-    theta0 = _check_run_arguments(n_episodes, max_steps, theta0, alpha_theta=alpha_theta, alpha_w=alpha_w)
-    gamma = _check_gamma(gamma)
-    if n_runs < 1:
-        raise ValueError(f"n_runs must be >= 1; got {n_runs}")
-    next_state, reward, terminal = _corridor_arrays(gamma)
-    streams = _UniformStreams(run_generators(seed, n_runs))
-    theta_right, theta_left = np.full(n_runs, theta0[0]), np.full(n_runs, theta0[1])
+    gamma, next_state, reward, terminal, streams, theta_right, theta_left = _batch_setup(
+        n_runs, n_episodes, max_steps, theta0, gamma, seed, alpha_theta=alpha_theta, alpha_w=alpha_w)
     w = np.zeros((n_runs, len(terminal)))
     returns = np.zeros((n_runs, n_episodes))
     s = np.zeros(n_runs, dtype=np.int64)
@@ -865,19 +870,12 @@ def evaluate_cartpole_policy(policy: nn.Module, n_episodes: int = 20, seed: int 
     if n_episodes < 1:
         raise ValueError(f"n_episodes must be >= 1; got {n_episodes}")
     rng = np.random.default_rng(seed)
-    envs = gym.make_vec(env_id, num_envs=n_episodes, vectorization_mode="sync")
-    states, _ = envs.reset(seed=seed)
-    returns = np.zeros(n_episodes)
-    running = np.ones(n_episodes, dtype=bool)
-    with torch.no_grad():
-        while running.any():
-            logits = policy(torch.as_tensor(states, dtype=torch.float32))
-            actions = logits.argmax(dim=1).numpy() if greedy else _sample_actions(logits, rng)
-            states, rewards, terminated, truncated, _ = envs.step(actions)
-            returns += rewards * running
-            running &= ~(terminated | truncated)
-    envs.close()
-    return float(returns.mean())
+
+    def choose_actions(states: torch.Tensor) -> np.ndarray:
+        logits = policy(states)
+        return logits.argmax(dim=1).numpy() if greedy else _sample_actions(logits, rng)
+
+    return mean_episode_return(choose_actions, n_episodes, seed, env_id)
 
 
 @dataclass
