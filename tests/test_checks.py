@@ -11,19 +11,23 @@ from autograder.checks._harness import student_copy
 from autograder.checks import mdp as checks
 from autograder.checks import model_based as checks_model_based
 from autograder.checks import policy_gradients as checks_policy_gradients
+from autograder.checks import ppo_grpo as checks_ppo_grpo
 from autograder.checks import q_learning as checks_q_learning
 from solutions import bandits as reference_bandits
 from solutions import dqn as reference_dqn
+from solutions import grpo as reference_grpo
 from solutions import language_model as reference_language_model
 from solutions import learned_models as reference_learned_models
 from solutions import mdp as reference
 from solutions import model_based as reference_model_based
 from solutions import policy_gradients as reference_policy_gradients
+from solutions import ppo as reference_ppo
 from solutions import q_learning as reference_q_learning
 
 from .buggy_mdp import BUGGY
 from .buggy_model_based import BUGGY as BUGGY_MODEL_BASED
 from .buggy_policy_gradients import BUGGY as BUGGY_POLICY_GRADIENTS
+from .buggy_ppo_grpo import BUGGY as BUGGY_PPO_GRPO
 from .buggy_q_learning import BUGGY as BUGGY_Q_LEARNING
 
 #: (chapter, its checks module, its reference modules, its known-buggy answers)
@@ -34,6 +38,7 @@ CHAPTERS = [
      BUGGY_Q_LEARNING),
     ("04_policy_gradients", checks_policy_gradients, (reference_policy_gradients, reference_language_model),
      BUGGY_POLICY_GRADIENTS),
+    ("05_ppo_grpo", checks_ppo_grpo, (reference_ppo, reference_grpo), BUGGY_PPO_GRPO),
 ]
 EXERCISES = [(chapter, c, r, name) for chapter, c, r, _ in CHAPTERS for name in sorted(c.POINTS)]
 BUGS = [(chapter, c, *bug) for chapter, c, _, bugs in CHAPTERS for bug in bugs]

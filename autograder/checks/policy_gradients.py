@@ -28,6 +28,7 @@ import torch
 from solutions import language_model as ref_lm
 from solutions import policy_gradients as ref
 
+from ._autograd import gradient, judge_loss
 from ._harness import Case, Failure, Score, compare_arrays, hidden_rng, run_check
 
 __all__ = [
@@ -320,65 +321,6 @@ def check_short_corridor_value(fn, hidden: bool = False) -> Score:
     return _scored("short_corridor_value", fn, cases)
 
 
-# ------------------------------------------------------------------------------------------------ torch helpers
-
-
-def _gradient(loss, leaves) -> np.ndarray | None:
-    """The gradient of ``loss`` with respect to ``leaves`` as one vector, or None if it carries no gradient."""
-    if not (isinstance(loss, torch.Tensor) and loss.requires_grad):
-        return None
-    grads = torch.autograd.grad(loss, leaves, allow_unused=True, retain_graph=True)
-    return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()
-                      for g, p in zip(grads, leaves, strict=True)]).double().numpy()
-
-
-def _scalar_problem(value, what: str) -> str | None:
-    if not isinstance(value, torch.Tensor):
-        return f"return {what} as a torch tensor (so that backward() works); got {type(value).__name__}"
-    if value.dim() != 0:
-        return f"{what} should be a scalar tensor (shape ()); got shape {tuple(value.shape)}"
-    return None
-
-
-def _judge_loss(got, expected, leaves_got, leaves_expected, bugs, *, what="the loss", detach_leaf=None,
-                detach_hint="") -> str | None:
-    """Compare a scalar loss with the expected one by value and gradient (with respect to ``leaves``).
-
-    ``bugs``: ``(loss of the mistake, hint)`` pairs computed on the same inputs (fresh tensors of their own).
-    ``detach_leaf``: (student's leaf, hint) that must get no gradient (a return or a reward to detach).
-    """
-    if problem := _scalar_problem(got, what):
-        return problem
-    expected_value = float(expected.detach())
-    expected_grad = _gradient(expected, leaves_expected)
-    bug_values = [(float(b.detach()), hint) for b, hint in bugs]
-    if not got.requires_grad:
-        same = compare_arrays(float(got.detach()), expected_value, atol=1e-6) is None
-        return Failure(f"{what} carries no gradient (its requires_grad is False), so backward() fails",
-                       hints=["keep the computation in torch, attached to the inputs' graph (no .item(), "
-                              "torch.tensor(...) or .detach() on the log-probabilities)"] if same else [],
-                       expected=expected_value, got=float(got.detach()), what=what)
-    # a mistake is recognised to 1e-4: variants differ in small constants (an epsilon under a square root)
-    problem = compare_arrays(got.detach(), expected_value, atol=1e-6, what=what, diagnoses=bug_values,
-                             match_atol=1e-4)
-    if problem:
-        return problem
-    if detach_leaf is not None:
-        leaf, hint = detach_leaf
-        leaked = _gradient(got, [leaf])
-        if leaked is not None and np.any(leaked != 0):
-            return Failure(f"gradient reaches {hint}", hints=[detach_hint], expected="no gradient",
-                           got="a gradient", what="the gradient")
-    grad = _gradient(got, leaves_got)
-    if grad is not None and got.dtype in (torch.float32, torch.float16, torch.bfloat16):
-        grad = grad.astype(np.float32)  # judged to the precision the loss was computed in
-    bug_grads = []
-    for b, hint in bugs:
-        if compare_arrays(float(b.detach()), expected_value, atol=1e-6) is None and b.requires_grad:
-            bug_grads.append((_gradient(b, leaves_expected), hint))
-    return compare_arrays(grad, expected_grad, atol=1e-6, what=f"the gradient of {what}", diagnoses=bug_grads)
-
-
 # -------------------------------------------------------------------------------------------------- REINFORCE loss
 
 
@@ -420,7 +362,7 @@ def _reinforce_case(name, seed, T, A, n_episodes) -> Case:
         got = fn(log_probs, returns, n_episodes)
         ref_logits, ref_log_probs, ref_returns = _reinforce_inputs(seed, T, A)
         expected = ref.reinforce_loss(ref_log_probs, ref_returns, n_episodes)
-        return _judge_loss(got, expected, [logits], [ref_logits], _reinforce_bugs(seed, T, A, n_episodes),
+        return judge_loss(got, expected, [logits], [ref_logits], _reinforce_bugs(seed, T, A, n_episodes),
                            detach_leaf=(returns, "the returns"),
                            detach_hint="detach the returns (returns.detach()): they are weights, constants of the "
                            "gradient; only log pi(A_t|S_t, theta) depends on theta")
@@ -500,11 +442,11 @@ def _baseline_case(name, seed, T) -> Case:
                                  diagnoses=[(-expected_adv.detach(), _HINT_ADVANTAGE_SIGN)])
         if problem:
             return problem
-        if advantages.requires_grad and _gradient(advantages.sum(), [w]) is not None and \
-                np.any(_gradient(advantages.sum(), [w]) != 0):
+        if advantages.requires_grad and gradient(advantages.sum(), [w]) is not None and \
+                np.any(gradient(advantages.sum(), [w]) != 0):
             return Failure("the advantages carry gradient to the value network", hints=[_HINT_ADVANTAGE_GRAD],
                            expected="no gradient", got="a gradient", what="advantages")
-        return _judge_loss(value_loss, expected_loss, [w], [ref_w], _baseline_bugs(seed, T), what="the value loss")
+        return judge_loss(value_loss, expected_loss, [w], [ref_w], _baseline_bugs(seed, T), what="the value loss")
 
     return Case(name, run, size=T, inputs={
         "returns": f"float64 ({T},)",
@@ -606,8 +548,8 @@ def _sequence_case(name, seed, B, L, V, prompts, completions) -> Case:
                            "torch.tensor(...) or .detach())", expected=expected.detach(), got=got.detach(),
                            what="log p(completion)")
         weights = torch.linspace(1.0, 2.0, B, dtype=torch.float64)  # a loss that weighs the rows differently
-        return compare_arrays(_gradient((got * weights).sum(), [logits]),
-                              _gradient((expected * weights).sum(), [ref_logits]), atol=1e-7,
+        return compare_arrays(gradient((got * weights).sum(), [logits]),
+                              gradient((expected * weights).sum(), [ref_logits]), atol=1e-7,
                               what="the gradient with respect to the logits")
 
     return Case(name, run, size=B * L, inputs={
@@ -687,7 +629,7 @@ def _sequence_loss_case(name, seed, n, binary=False) -> Case:
         got = fn(seq_log_probs, rewards)
         ref_theta, ref_lp, ref_rewards = _sequence_loss_inputs(seed, n, binary)
         expected = ref_lm.sequence_reinforce_loss(ref_lp, ref_rewards)
-        return _judge_loss(got, expected, [theta], [ref_theta], _sequence_loss_bugs(seed, n, binary),
+        return judge_loss(got, expected, [theta], [ref_theta], _sequence_loss_bugs(seed, n, binary),
                            detach_leaf=(rewards, "the rewards"),
                            detach_hint="detach the rewards and the baseline ((rewards - rewards.mean()).detach()): "
                            "a reward model's output must not be trained by the policy's loss")
