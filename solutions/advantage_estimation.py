@@ -20,16 +20,19 @@ one start state replaces the critic.
    (e = 0 at a terminal state). At lambda = 1 the sum telescopes to -e(s): the estimate is the Monte Carlo return
    minus V_hat(s), off by V_hat's error at s -- the *same* for every action at s. A term that depends on the state
    only is a baseline: it leaves the policy gradient unbiased (sum_a pi(a | s) grad ln pi(a | s) = 0). That is the
-   sense of the paper's statement that GAE(gamma, 1) is "gamma-just" for any V (Section 3, Proposition 1): what
-   biases the gradient is the *action-dependent* part b_lambda(s, a) - sum_a' pi(a' | s) b_lambda(s, a'), which is
-   exactly 0 at lambda = 1 and grows as lambda goes to 0, where the estimate trusts V_hat at the next state.
+   sense of the paper's statement that GAE(gamma, 1) is "gamma-just" whatever V is (Section 3, with Proposition 1
+   of Section 2): what biases the gradient is the *action-dependent* part b_lambda(s, a) - sum_a' pi(a' | s)
+   b_lambda(s, a'), which is exactly 0 at lambda = 1 and grows as lambda goes to 0, where the estimate trusts V_hat
+   at the next state. Against A_pi itself, a constant offset in V_hat makes the lambda = 1 estimate the *most*
+   off (by -e(s)), and harmlessly so.
 
-2. GRPO in the lecture's episode form (Shao et al. 2024, "DeepSeekMath", Section 4.1.3, process supervision, read
-   for episodes): no critic; a group of G = ``num_generations`` episodes starts from the same state (CartPole's
+2. GRPO in the lecture's episode form (after Shao et al. 2024, "DeepSeekMath", Section 4.1): no critic; a group of G = ``num_generations`` episodes starts from the same state (CartPole's
    ``env.reset(seed=s)`` with one seed s for the group) and is sampled independently; the return-to-go R_n^g of
    episode g at step n is normalised across the members of the group still running at step n
    (:func:`episode_group_advantages`), and the policy takes PPO's clipped step on every step of every episode
-   (:func:`solutions.ppo.ppo_clip_loss`) -- :func:`train_grpo_cartpole`.
+   (:func:`solutions.ppo.ppo_clip_loss`) -- :func:`train_grpo_cartpole`. (DeepSeekMath's own per-step form,
+   "process supervision" in Section 4.1.3, differs: it normalises every step reward over all the steps of the group
+   and gives step n the sum of the normalised rewards from n on.)
 
    The lecture writes R_n^g = sum_{t >= n} gamma^t r_t, with t counted from the start of the episode. That is
    gamma^n G_n^g, with G_n^g = sum_{t >= n} gamma^(t-n) r_t the usual return-to-go; the factor gamma^n is S&B's
@@ -344,8 +347,8 @@ def gae_bias_variance(lams=GAE_LAMBDAS, n_episodes: int = 2_000, seed: int = 0, 
 
 def episode_group_advantages(returns_to_go_list, scale_rewards: str = "group", eps: float = 1e-4) -> list:
     """GRPO's advantages in the episode form: the return-to-go of each episode of a group at step n, normalised
-    across the members of the group still running at step n (the lecture's form of Shao et al. 2024, Section
-    4.1.3):
+    across the members of the group still running at step n (the lecture's episode form of the group baseline of
+    Shao et al. 2024, Section 4.1):
 
         A_n^g = (R_n^g - mean_{h alive at n} R_n^h) / (std_{h alive at n} R_n^h + eps)    (``"group"``),
         A_n^g =  R_n^g - mean_{h alive at n} R_n^h                                        (``"none"``),
@@ -493,8 +496,8 @@ class GRPOCartPoleRun(CartPoleRun):
 
 
 @single_threaded()
-def train_grpo_cartpole(seed: int, n_updates: int | None = None, groups_per_update: int = 4,
-                        num_generations: int = 8, lr: float = 3e-3, epsilon: float = 0.2, num_iterations: int = 4,
+def train_grpo_cartpole(seed: int, n_updates: int | None = None, groups_per_update: int = 2,
+                        num_generations: int = 8, lr: float = 1e-2, epsilon: float = 0.2, num_iterations: int = 2,
                         gamma: float = 0.99, beta: float = 0.0, scale_rewards: str = "group",
                         total_steps: int | None = None, hidden: int = 64, eval_every: int | None = None,
                         eval_episodes: int = 20, env_id: str = "CartPole-v1",
@@ -640,7 +643,7 @@ def _summary(runs: list, total_steps: int, grid_step: int, window: int) -> dict:
             "final": np.array([run.mean_return(10_000) for run in runs]), "runs": runs}
 
 
-def compare_grpo_with_reinforce(seeds, total_steps: int = 60_000, grid_step: int = 1_000, window: int = 5_000,
+def compare_grpo_with_reinforce(seeds, total_steps: int = 60_000, grid_step: int = 1_000, window: int = 10_000,
                                 n_jobs: int = 1, grpo_kwargs: dict | None = None,
                                 reinforce_kwargs: dict | None = None, include_reinforce: bool = True,
                                 progress: bool | None = None) -> dict[str, dict]:
@@ -653,7 +656,9 @@ def compare_grpo_with_reinforce(seeds, total_steps: int = 60_000, grid_step: int
         seeds: the seeds, one run of each method each.
         total_steps: the environment-step budget of every run (GRPO may pass it by its last update's episodes).
         grid_step, window: the step grid ``grid_step, ..., total_steps`` of the training curves, and the window of
-            each point (:meth:`~solutions.policy_gradients.CartPoleRun.curve`).
+            each point (:meth:`~solutions.policy_gradients.CartPoleRun.curve`). A GRPO update's episodes end
+            together, up to groups_per_update x num_generations x 500 steps apart (8,000 with the defaults): a
+            shorter window than that can hold no episode end and give a NaN point.
         n_jobs: processes (>= 1).
         grpo_kwargs: more arguments of :func:`train_grpo_cartpole`.
         reinforce_kwargs: more arguments of :func:`~solutions.policy_gradients.reinforce_cartpole`.
@@ -700,7 +705,7 @@ def compare_grpo_with_reinforce(seeds, total_steps: int = 60_000, grid_step: int
             for method in methods}
 
 
-def grpo_cartpole_runs(seeds, total_steps: int = 60_000, grid_step: int = 1_000, window: int = 5_000,
+def grpo_cartpole_runs(seeds, total_steps: int = 60_000, grid_step: int = 1_000, window: int = 10_000,
                        n_jobs: int = 1, progress: bool | None = None, **kwargs) -> dict:
     """Runs of :func:`train_grpo_cartpole` for several seeds with their training curves on a common step grid, as
     Chapter 4's :func:`~solutions.policy_gradients.cartpole_runs` (same dict); ``**kwargs`` go to
