@@ -355,9 +355,11 @@ def test_grpo_runs_in_parallel_processes_equal_the_serial_ones():
 
 @pytest.mark.slow
 def test_grpo_learns_to_balance_the_pole():
-    """40,000 steps with the defaults (2 groups of 8 episodes per update), seeds 0-2, about 4 s of CPU each.
-    Measured: MEASURED."""
-    runs = [ae.train_grpo_cartpole(seed, total_steps=40_000, eval_every=40_000, progress=False) for seed in range(3)]
+    """40,000 steps with the defaults (2 groups of 8 episodes per update), seeds 0-2, 2-4 s of CPU each. Measured:
+    the first update's mean return 22, 20, 23; over the last 10,000 steps 381, 486, 472; the sampled policy's
+    evaluation at the end (41-43k steps) 469, 500, 498."""
+    runs = [ae.train_grpo_cartpole(seed, total_steps=40_000, eval_every=40_000, progress=False)
+            for seed in range(3)]
     first = [run.episode_returns[:16].mean() for run in runs]  # the first update: the initial policy, about 20
     last = [run.mean_return(10_000) for run in runs]
     assert max(first) < 60, first
