@@ -365,3 +365,15 @@ def test_grpo_learns_to_balance_the_pole():
     assert max(first) < 60, first
     assert sum(late > early + 200 for early, late in zip(first, last)) >= 2, (first, last)
     assert sum(run.eval_sampled[-1] >= 300 for run in runs) >= 2, [run.eval_sampled for run in runs]
+
+
+def test_the_comparison_runs_chapter_4s_reinforce_with_baseline_on_the_same_budget():
+    out = ae.compare_grpo_with_reinforce([1], total_steps=1_600, grid_step=400, window=800, n_jobs=1,
+                                         grpo_kwargs=dict(num_generations=4))
+    assert list(out) == ["grpo", "baseline"]
+    reinforce = out["baseline"]["runs"][0]
+    alone = ae.reinforce_cartpole("baseline", 1, total_steps=1_600, progress=False)
+    assert reinforce.variant == "baseline" and reinforce.total_steps == 1_600
+    assert np.array_equal(reinforce.episode_returns, alone.episode_returns)
+    assert out["grpo"]["runs"][0].total_steps >= 1_600 and out["grpo"]["curves"].shape == (1, 4)
+    assert np.array_equal(out["grpo"]["steps"], out["baseline"]["steps"])
