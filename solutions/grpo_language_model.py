@@ -5,8 +5,8 @@ seconds on a CPU.
 The task is Chapter 4's arithmetic: the prompt is ``two plus three is``, the completion should be ``five .``, and
 :func:`solutions.corpus.arithmetic_reward` checks it with a rule (1 for the right answer followed by ``.``, 0
 otherwise). The pre-trained model (:func:`solutions.language_model.pretrained_model`) learned from a corpus in
-which 30 % of the sums are wrong, and samples the right answer only about half the time. GRPO (Shao et al. 2024, Algorithm 1)
-trains it on that reward alone, without a value network:
+which 30 % of the sums are wrong, and samples the right answer only about half the time. GRPO (Shao et al.
+2024, Algorithm 1) trains it on that reward alone, without a value network:
 
     for each update:
         draw a batch of prompts; sample G = num_generations completions of each from pi_theta_old (= pi_theta now)
@@ -18,10 +18,10 @@ trains it on that reward alone, without a value network:
             one Adam step on grpo_loss: the clipped surrogate with the importance ratio pi_theta / pi_theta_old,
             plus beta times the k3 estimate of KL(pi_theta || pi_ref)
 
-The losses and advantages are the chapter's exercises, imported from :mod:`solutions.grpo` (and through it
-:func:`solutions.ppo.importance_ratio`); this module only runs them. Names follow TRL's ``GRPOConfig`` (``num_generations``,
-``beta``, ``epsilon``, ``loss_type``, ``scale_rewards``, ``num_iterations``, ``learning_rate``,
-``max_completion_length``, ``temperature``).
+The advantages, the KL estimate and the loss are the chapter's exercises, imported from :mod:`solutions.grpo`
+(and the ratio, for the clip fraction, from :func:`solutions.ppo.importance_ratio`); this module only runs them.
+Names follow TRL's ``GRPOConfig`` (``num_generations``, ``beta``, ``epsilon``, ``loss_type``, ``scale_rewards``,
+``num_iterations``, ``learning_rate``, ``max_completion_length``, ``temperature``).
 
 Also here: :func:`arithmetic_split` (the prompts GRPO trains on and those it never sees),
 :func:`sampled_accuracy`, :func:`length_bias_table` (the worked example of how each ``loss_type`` weighs the
