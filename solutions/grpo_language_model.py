@@ -23,6 +23,15 @@ The advantages, the KL estimate and the loss are the chapter's exercises, import
 Names follow TRL's ``GRPOConfig`` (``num_generations``, ``beta``, ``epsilon``, ``loss_type``, ``scale_rewards``,
 ``num_iterations``, ``learning_rate``, ``max_completion_length``, ``temperature``).
 
+What it does (:func:`grpo_runs`, 50 updates of 8 prompts x 8 completions, seeds 0-4,
+``benchmarks/grpo_language_model.py``): the sampled accuracy on the 50 training prompts rises from 0.549 to
+0.731-0.762 without a KL penalty, and on the 16 held-out prompts, never rewarded, from 0.535 to 0.570-0.629;
+the share of groups whose G rewards are all equal (no signal) grows from 0.09 to 0.24 (first and last 10 updates)
+as more prompts are always answered right; the loss at each update's first step is 0 up to rounding (at most
+3e-8 in 50 updates, seed 3) while the accuracy climbs: it is not a progress signal. With ``beta = 1`` the
+per-token KL to the reference stays at 0.040 instead of 0.096 (last 10 updates) and the training accuracy
+reaches 0.668-0.700 (the held-out accuracy, 0.570-0.621, is no lower).
+
 Also here: :func:`arithmetic_split` (the prompts GRPO trains on and those it never sees),
 :func:`sampled_accuracy`, :func:`length_bias_table` (the worked example of how each ``loss_type`` weighs the
 tokens of short and long completions), :func:`zero_variance_fraction`, and :func:`grpo_runs` (several
@@ -249,7 +258,9 @@ def train_grpo(model: TinyLM, prompts: Sequence[str], reward_fn: RewardFunction,
        pi_theta is pi_theta_old, the policy that sampled: its log-probabilities, detached, are ln pi_theta_old
        (one forward pass serves both, as in TRL), so at the first step the ratio is exactly 1 and nothing is
        clipped. Later steps reuse the same batch: the ratio moves away from 1 and the clip stops the gradient
-       of a token once its ratio has left [1 - epsilon, 1 + epsilon] in the direction its advantage pushes.
+       of a token once its ratio has left [1 - epsilon, 1 + epsilon] in the direction its advantage pushes
+       (with ``num_iterations=4``, ``beta=0``, seed 3: 5.6 % of the tokens clipped on average over the four
+       steps, 16 % at most).
 
     The same ``n_shown`` prompts are sampled before and after training with the same seed, for the book.
 
@@ -365,6 +376,13 @@ def length_bias_table(lengths: Sequence[int] = (2, 8), advantages: Sequence[floa
       less per token than a short wrong one, and a short right answer is pushed up more per token than a long one;
     * ``"bnpo"`` and ``"dapo"``: -A_i / (|o_1| + ... + |o_B|) -- every token of the batch weighs the same;
     * ``"dr_grpo"``: -A_i / (B * max_completion_length) -- every token weighs the same, by a constant.
+
+    In training the effect is small but shows: most wrong arithmetic completions are a wrong number and ``.``
+    (3 tokens with ``<eos>``), but some run on past the full stop (``seven . one seven perfect .``). With
+    ``beta = 0`` and seeds 0-4 (``benchmarks/grpo_language_model.py --loss-types``), the wrong completions of
+    the last 25 of 50 updates were 3.23 tokens long on average under ``"grpo"`` (3.12 to 3.43 by seed),
+    3.10 under ``"dr_grpo"`` with ``scale_rewards="none"`` (3.01 to 3.17) and 3.09 under ``"bnpo"``: longer
+    under ``"grpo"`` for every seed, by 0.02 to 0.28 tokens.
 
     Args:
         lengths: B >= 2 completion lengths in tokens, each in 1 .. ``max_completion_length``.

@@ -218,9 +218,13 @@ def test_same_seed_same_run(split):
     assert all(torch.equal(pa, pb) for pa, pb in zip(a.model.parameters(), b.model.parameters()))
 
 
-def test_grpo_runs_shapes():
+def test_grpo_runs_shapes_and_runs(split):
     runs = grpo_runs({"a": GRPOConfig(n_updates=2, beta=0.0), "b": GRPOConfig(n_updates=2, num_generations=2)},
                      [0, 1], eval_generations=2, progress=False)
+    alone = train_grpo(fresh_model(), split[0], arithmetic_reward, GRPOConfig(n_updates=2, beta=0.0), seed=1,
+                       progress=False)
+    for curve in CURVES:  # each run is train_grpo on the training prompts from the pre-trained model
+        np.testing.assert_array_equal(runs["a"][curve][1], getattr(alone, curve))
     assert list(runs) == ["a", "b"]
     for run in runs.values():
         for curve in CURVES:
