@@ -89,7 +89,11 @@ class GRPOConfig:
     over the last 10 updates and sampled accuracy on the training prompts, from 0.549): ``beta = 0``: KL 0.096,
     accuracy 0.750; 0.04: 0.098, 0.726; 0.3: 0.074, 0.731; 1: 0.040, 0.684. The penalty's gradient per token is
     about beta (1 - pi_ref / pi_theta), against an advantage of about 1: at 0.04 it is lost in the noise of 50
-    updates, at 1 it holds the policy at half the KL and costs accuracy.
+    updates, at 1 it holds the policy at half the KL and costs accuracy. Over 300 updates (seeds 0-2,
+    ``benchmarks/grpo_language_model.py --long``) the penalty matters more: without it the training accuracy
+    reaches 0.868 but the held-out accuracy falls back to 0.530 (the KL grows to 0.24), at 0.04 one seed of three
+    drifted away (KL 0.50, training accuracy 0.66), at 0.2 the runs reached 0.866 on the training prompts and
+    kept 0.613 on the held-out ones (KL 0.15), at 1 they stayed at 0.702 (KL 0.066).
 
     Raises:
         ValueError: (on construction) for ``num_generations`` < 2, a count that is not a positive integer,
