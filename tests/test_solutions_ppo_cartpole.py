@@ -201,7 +201,7 @@ def trained_runs():
 
 @pytest.mark.slow
 def test_ppo_learns_cartpole(trained_runs):
-    # reference: solutions/ppo_cartpole.py's docstring, measured with benchmarks/ppo_cartpole.py
+    # benchmarks/ppo_cartpole.py: 475 within 50,000 steps for 10 of 10 seeds; here the schedule spans 30,720 steps
     first = trained_runs["first_step"]
     assert np.sum(first <= 30_720) >= 2, first  # a mean sampled return of 475 for at least 2 of 3 seeds
     assert np.all(trained_runs["eval_sampled"][:, 0] < 60)  # from a near-uniform policy
