@@ -177,8 +177,10 @@ def comparison(n_seeds: int) -> None:
         import stable_baselines3
     except ImportError:
         stable_baselines3 = None
-    print(f"1. PPO on CartPole-v1, {n_seeds} seeds x {TOTAL_STEPS} steps (196 updates, 50,176 steps), sampled "
-          f"policy evaluated every {EVAL_EVERY} steps over {EVAL_EPISODES} episodes", flush=True)
+    n_updates = math.ceil(TOTAL_STEPS / config.batch_size)
+    print(f"1. PPO on CartPole-v1, {n_seeds} seeds x {TOTAL_STEPS} steps ({n_updates} updates, "
+          f"{n_updates * config.batch_size} steps), sampled policy evaluated every {EVAL_EVERY} steps over "
+          f"{EVAL_EPISODES} episodes", flush=True)
     train_ppo(config, 512, 0, eval_every=None, progress=False)  # imports and first calls, untimed
     runs = {"ours": [ours(seed, config) for seed in range(n_seeds)]}
     report("ours", runs["ours"])
