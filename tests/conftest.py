@@ -14,6 +14,7 @@ CHAPTERS = {
     "02_model_based": ROOT / "book" / "02_model_based" / "model_based.ipynb",
     "03_q_learning": ROOT / "book" / "03_q_learning" / "q_learning.ipynb",
     "04_policy_gradients": ROOT / "book" / "04_policy_gradients" / "policy_gradients.ipynb",
+    "05_ppo_grpo": ROOT / "book" / "05_ppo_grpo" / "ppo_grpo.ipynb",
 }
 CHAPTER_1 = CHAPTERS["01_mdp"]
 

@@ -93,6 +93,47 @@ def test_chapter_4_page_has_figures_widget_and_the_reproduced_numbers(site):
     assert "reward hacking" in page and "log pi(completion | prompt)" in page
 
 
+def test_chapter_5_page_has_figures_widget_and_the_reproduced_numbers(site):
+    page = _chapter_page(site, "05_ppo_grpo", "ppo_grpo", images=5, answers=7)
+    # Schulman et al. (2017), Figure 1: flat beyond 1 + eps for A > 0, never clipped above 1 for A < 0
+    assert "A = +1: [0.5, 1.0, 1.2]  A = -1: [-0.8, -1.0, -1.5]" in page
+    # GAE: variance grows from lambda = 0 to 1; the action-dependent bias vanishes at lambda = 1
+    for critic in ("good critic", "poor critic"):
+        variance_0, variance_1, bias_0, bias_1 = (float(x) for x in re.search(
+            rf"{critic} \(σ = [\d.]+\): variance ([\d.]+) at λ = 0 -&gt; ([\d.]+) at λ = 1; \(action bias\)² "
+            r"([\d.]+) -&gt; ([\d.]+)", page).groups())
+        assert variance_1 > 4 * variance_0 and bias_0 > 0 and bias_1 < 1e-3, critic
+    assert "poor critic (σ = 1.0)" in page and "smallest sum at λ = 0.8" in page
+    # PPO on CartPole: the sampled policy of at least four of the five seeds reaches 475 within the run
+    first = re.search(r"first evaluation of the sampled policy at &gt;= 475, per seed: \[([^\]]*)\]", page).group(1)
+    assert len(first.split(",")) == 5 and first.count("None") <= 1, first
+    # one large vanilla step collapses every trained policy; PPO's update moves the policy least
+    vanilla_10 = re.search(r"vanilla alpha=10 +(\d+) +([\d.]+)", page).groups()
+    clipped = re.search(r"ppo-clip 20 epochs +(\d+) +([\d.]+)", page).groups()
+    unclipped = re.search(r"no clip 20 epochs +(\d+) +([\d.]+)", page).groups()
+    assert float(vanilla_10[0]) < 50 and float(clipped[0]) > 400, (vanilla_10, clipped)
+    assert float(clipped[1]) < float(unclipped[1]) < float(vanilla_10[1])
+    # the length bias: "grpo" weighs a token of the 8-token completion a quarter of one of the 2-token one
+    assert re.search(r"grpo +0 +2 +\+1.00 +-0.2500 +-0.5000", page) and re.search(r"grpo +1 +8 +-1.00 +\+0.0625", page)
+    # GRPO on the language model: accuracy up for both betas; beta = 1 holds the KL lower; the loss stays at 0
+    before = float(re.search(r"sampled accuracy before GRPO: training prompts ([\d.]+)", page).group(1))
+    after = {beta: (float(a), float(kl)) for beta, a, kl in re.findall(
+        r"beta = (\d): after 50 updates, training prompts ([\d.]+) .*?KL over the last 10 updates ([\d.]+)", page)}
+    assert after["0"][0] > before + 0.1 and after["1"][0] > before + 0.05, (before, after)
+    assert after["1"][1] < after["0"][1], after
+    assert float(re.search(r"largest \|loss\| over all updates of all runs with beta = 0: ([\d.e+-]+)", page)
+                 .group(1)) < 1e-6
+    assert "page of its own" in page and "ppo_details.html" in page
+
+
+def test_ppo_details_page_measures_each_detail_over_five_seeds(site):
+    page = (site / "book" / "appendix" / "ppo_details.html").read_text(encoding="utf-8")
+    assert "Traceback" not in page and len(re.findall(r"<img ", page)) >= 1
+    rows = re.findall(r"\n(full|no [a-z ]+|truncation as termination) +(\d)/5", page)
+    assert [name for name, _ in rows] == ["full", "no advantage normalisation", "no orthogonal initialisation",
+                                          "no gradient clipping", "no annealing", "truncation as termination"]
+
+
 def test_references_page_lists_the_works_cited(site):
     page = (site / "book" / "references.html").read_text(encoding="utf-8").lower()  # the style changes case
     assert "reinforcement learning: an introduction" in page and "dyna, an integrated architecture" in page

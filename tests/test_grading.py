@@ -46,6 +46,17 @@ WRONG_REINFORCE_LOSS = (
     "    return (log_probs * returns.detach()).sum() / n_episodes\n"
 )
 
+WRONG_GROUP_ADVANTAGES = (
+    "def group_advantages(rewards, num_generations, scale_rewards='group', eps=1e-4):\n"
+    "    groups = rewards.reshape(-1, num_generations)\n"
+    "    centred = groups - rewards.mean()\n"
+    "    if scale_rewards == 'group':\n"
+    "        centred = centred / (groups.std(dim=1, keepdim=True) + eps)\n"
+    "    elif scale_rewards == 'batch':\n"
+    "        centred = centred / (rewards.std() + eps)\n"
+    "    return centred.reshape(-1)\n"
+)
+
 # carol's edit of the DQN cell; its output is not a substring of its source
 CAROLS_OWN_CELL = 'print("carol\'s own " + "cell ran")'
 
@@ -81,6 +92,12 @@ def submissions(tmp_path_factory, source_nb, released_nb, source_nbs, released_n
     write(released_4, root / "bob" / "04_policy_gradients" / "policy_gradients.ipynb")
     write(fill_in(released_4, {**answers_4, "reinforce_loss": WRONG_REINFORCE_LOSS}),
           root / "carol" / "04_policy_gradients" / "policy_gradients.ipynb")
+    # Chapter 5: the same three
+    answers_5, released_5 = solution_sources(source_nbs["05_ppo_grpo"]), released_nbs["05_ppo_grpo"]
+    write(fill_in(released_5, answers_5), root / "alice" / "05_ppo_grpo" / "ppo_grpo.ipynb")
+    write(released_5, root / "bob" / "05_ppo_grpo" / "ppo_grpo.ipynb")
+    write(fill_in(released_5, {**answers_5, "group_advantages": WRONG_GROUP_ADVANTAGES}),
+          root / "carol" / "05_ppo_grpo" / "ppo_grpo.ipynb")
     answers = solution_sources(source_nb)
     write(fill_in(released_nb, answers), root / "alice" / "01_mdp" / "mdp.ipynb")
     write(released_nb, root / "bob" / "01_mdp" / "mdp.ipynb")
@@ -152,6 +169,8 @@ def test_one_wrong_exercise_loses_exactly_its_points(graded):
     # the REINFORCE loss's 2 points, no more
     ("04_policy_gradients", "policy_gradients", "reinforce_loss", 9.0, 11.0,
      "minimise the *negative* of the objective"),
+    # the group advantages' 2 points, no more
+    ("05_ppo_grpo", "ppo_grpo", "group_advantages", 10.0, 12.0, "not the mean of the whole batch"),
 ])
 def test_chapter_round_trip(graded, chapter, notebook, wrong, carols_score, total, hint):
     out, grades, _, _ = graded

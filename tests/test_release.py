@@ -1,6 +1,6 @@
 """`python -m autograder release` strips solutions and hidden tests and keeps everything else."""
 
-import re
+import ast
 
 import pytest
 from nbgrader.utils import is_grade, is_solution
@@ -26,10 +26,12 @@ def test_release_keeps_stubs_tests_and_narrative(chapter, released_nbs, source_n
     for cell in answers:
         name = cell.metadata.nbgrader.grade_id
         assert f"def {name}(" in cell.source and "raise NotImplementedError()" in cell.source
-        # the body is gone: only the signature, the docstring, nbgrader's comment and the stub are left
-        body = re.sub(r'""".*?"""', "", cell.source, count=1, flags=re.DOTALL).splitlines()[1:]
-        assert [line.strip() for line in body if line.strip() and not line.strip().startswith("#")] == [
-            "raise NotImplementedError()"]
+        # the body is gone: only the signature (on one line or several), the docstring, nbgrader's comment and
+        # the stub are left
+        (function,) = ast.parse(cell.source).body
+        statements = [ast.unparse(node) for node in function.body
+                      if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))]
+        assert statements == ["raise NotImplementedError()"]
     for cell in released_nb.cells:
         if is_grade(cell):
             assert cell.metadata.nbgrader.locked
