@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .envs.evaluation import mean_episode_return
+from .envs.evaluation import mean_episode_return, training_curve
 from .envs.tabular import TabularMDP, TabularMDPEnv
 from .progress import show_progress
 from .threads import single_threaded
@@ -904,13 +904,7 @@ class CartPoleRun:
         """The training curve on a step grid: at each step s of ``grid``, the mean return of the training episodes
         that ended in (s - window, s]; NaN where none did. With 8 environments and episodes of at most 500 steps,
         a window of 4,000 steps or more always holds an episode end."""
-        grid = np.asarray(grid)
-        values = np.full(grid.shape, np.nan)
-        for k, s in enumerate(grid):
-            inside = (self.episode_ends > s - window) & (self.episode_ends <= s)
-            if inside.any():
-                values[k] = self.episode_returns[inside].mean()
-        return values
+        return training_curve(self.episode_ends, self.episode_returns, grid, window)
 
     def evaluate(self, n_episodes: int = 20, seed: int = 12_345) -> tuple[float, float]:
         """``(sampled, greedy)``: the mean return over ``n_episodes`` episodes of the sampled policy (the one

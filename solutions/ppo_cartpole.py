@@ -52,6 +52,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .envs.evaluation import training_curve
 from .policy_gradients import PolicyNetwork, ValueNetwork, evaluate_cartpole_policy
 from .ppo import clipped_value_loss, gae, importance_ratio, ppo_clip_loss
 from .progress import show_progress
@@ -411,13 +412,7 @@ class PPOResult:
     def curve(self, grid, window: int = 5_000) -> np.ndarray:
         """The training curve on a step grid: at each step s of ``grid``, the mean return of the training episodes
         that ended in (s - window, s]; NaN where none did."""
-        grid = np.asarray(grid)
-        values = np.full(grid.shape, np.nan)
-        for k, s in enumerate(grid):
-            inside = (self.episode_ends > s - window) & (self.episode_ends <= s)
-            if inside.any():
-                values[k] = self.episode_returns[inside].mean()
-        return values
+        return training_curve(self.episode_ends, self.episode_returns, grid, window)
 
 
 def _check_run_arguments(config: PPOConfig, total_steps: int, eval_every: int | None, eval_episodes: int,
