@@ -1,16 +1,17 @@
-"""Group relative policy optimisation (Chapter 5): group-normalised advantages, the k3 estimate of the KL divergence
-to a reference policy, and the GRPO loss with its four aggregations.
+"""Group relative policy optimisation (Chapter 5): group-normalised advantages, the k3 estimate of the KL
+divergence to a reference policy, and the GRPO loss with its four aggregations.
 
-GRPO (Shao et al. 2024, "DeepSeekMath", Section 4.1) drops PPO's critic. For each prompt (or start state) it samples
-a group of G completions (episodes) from the same policy and uses the group's own rewards as the baseline: the
-advantage of completion i is its reward minus the group's mean, divided by the group's standard deviation. The
+GRPO (Shao et al. 2024, "DeepSeekMath", Section 4.1) drops PPO's critic. For each prompt (or start state) it
+samples a group of G completions (episodes) from the same policy and uses the group's own rewards as the baseline:
+the advantage of completion i is its reward minus the group's mean, divided by the group's standard deviation. The
 policy loss is PPO's clipped surrogate applied to every token of a completion with that completion's advantage,
 plus beta times an estimate of KL(pi_theta || pi_ref) to a frozen reference policy.
 
 Names follow TRL's ``GRPOTrainer``/``GRPOConfig``: ``num_generations`` (G), ``beta`` (the KL coefficient),
 ``epsilon`` (the clip range), ``loss_type`` (``"grpo"``, ``"bnpo"``, ``"dr_grpo"``, ``"dapo"``),
 ``scale_rewards`` (``"group"``, ``"batch"``, ``"none"``), ``max_completion_length``. A batch holds the groups
-one after the other: rows ``g * num_generations ... (g + 1) * num_generations - 1`` are the completions of prompt g.
+one after the other: rows ``g * num_generations ... (g + 1) * num_generations - 1`` are the completions of prompt
+g.
 """
 
 from __future__ import annotations
@@ -96,7 +97,9 @@ def kl_k3(log_probs: torch.Tensor, ref_log_probs: torch.Tensor) -> torch.Tensor:
 
     For tokens sampled from pi_theta its expectation is exactly KL(pi_theta || pi_ref); unlike the plain
     estimate -r it is never negative (e^r >= 1 + r) and it has lower variance when the policies are close. The
-    reference log-probabilities are constants (detached): the gradient reaches only ``log_probs``.
+    reference log-probabilities are constants (detached): the gradient reaches only ``log_probs``. Note that as a
+    loss term its expected gradient (tokens held fixed) is sum_y (pi_theta - pi_ref) grad ln pi_theta(y), the
+    gradient of the *reverse* divergence KL(pi_ref || pi_theta); both pull pi_theta towards pi_ref.
 
     Args:
         log_probs: float tensor of any shape, ln pi_theta of the sampled tokens, carrying the gradient.

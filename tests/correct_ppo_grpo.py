@@ -78,8 +78,9 @@ def gae_per_environment(rewards, values, next_values, terminated, truncated, gam
     """One environment (column) at a time, with plain Python floats."""
     r = np.asarray(rewards, dtype=float)
     if r.ndim == 1:
-        columns = [r[:, None], np.asarray(values, dtype=float)[:, None], np.asarray(next_values, dtype=float)[:, None],
-                   np.asarray(terminated)[:, None], np.asarray(truncated)[:, None]]
+        columns = [r[:, None], np.asarray(values, dtype=float)[:, None],
+                   np.asarray(next_values, dtype=float)[:, None], np.asarray(terminated)[:, None],
+                   np.asarray(truncated)[:, None]]
     else:
         columns = [r, np.asarray(values, dtype=float), np.asarray(next_values, dtype=float),
                    np.asarray(terminated), np.asarray(truncated)]

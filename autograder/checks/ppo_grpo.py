@@ -6,9 +6,9 @@ returns a :class:`~autograder.checks._harness.Score`. ``hidden=True`` runs only 
 :func:`~autograder.checks._harness.hidden_rng`.
 
 As in Chapter 4, every known mistake (an inverted ratio, max instead of min, the advantage clipped instead of the
-ratio, a missing minus sign, GAE carried across an episode's end, a truncated episode bootstrapped with 0, the batch
-mean used where the group's was asked for, the wrong token count...) is computed on each case's own inputs, and a
-failing case lists the mistakes it reproduces; a hint is printed only when it explains every failing case.
+ratio, a missing minus sign, GAE carried across an episode's end, a truncated episode bootstrapped with 0, the
+batch mean used where the group's was asked for, the wrong token count...) is computed on each case's own inputs,
+and a failing case lists the mistakes it reproduces; a hint is printed only when it explains every failing case.
 
 The torch exercises are judged by value and by gradient (:mod:`autograder.checks._autograd`): tensors are built
 afresh for each call from the case's seed, and the inputs that must be constants of the gradient (old and
@@ -112,8 +112,8 @@ def _ratio_bugs(lp, old):
     return [
         (torch.exp(old - lp), "the ratio is pi_theta / pi_theta_old = exp(log_probs - old_log_probs): yours is "
          "inverted"),
-        (lp - old, "exponentiate the difference: rho = exp(log pi_theta - log pi_theta_old); the difference itself "
-         "is the log-ratio"),
+        (lp - old, "exponentiate the difference: rho = exp(log pi_theta - log pi_theta_old); the difference "
+         "itself is the log-ratio"),
         (lp / old, "divide the probabilities, not the log-probabilities: rho = exp(log_probs - old_log_probs)"),
         (torch.exp(lp) / torch.exp(old), "compute the ratio from the difference of the logs, exp(log_probs - "
          "old_log_probs): exp(log_probs) / exp(old_log_probs) is 0 / 0 when the probabilities underflow"),
@@ -218,7 +218,8 @@ def _ppo_case(name, seed, T, *, cliprange=None, shift=0.5, n_actions=3, dtype=to
         ref_logits, ref_lp, ref_old, ref_A = make()
         expected = ref.ppo_clip_loss(ref_lp, ref_old, ref_A, c)
         return judge_loss(got, expected, [logits], [ref_logits], _ppo_bugs(ref_lp, ref_old, ref_A, c),
-                          detach=[(old, "old_log_probs", _HINT_DETACH_OLD), (A, "the advantages", _HINT_DETACH_ADV)])
+                          detach=[(old, "old_log_probs", _HINT_DETACH_OLD),
+                                  (A, "the advantages", _HINT_DETACH_ADV)])
 
     inputs = _describe_policy_inputs(seed, (T,), shift, dtype)
     inputs["advantages"] = f"({T},) random, both signs, requires_grad=True (to see whether you detach them)"
@@ -316,7 +317,8 @@ def _value_case(name, seed, T, *, move=0.5, cliprange_value=None) -> Case:
         ref_w, ref_V, ref_old, ref_G = make()
         expected = ref.clipped_value_loss(ref_V, ref_old, ref_G, c)
         hint = "detach {}: {} constants of the regression, only V_w(S_t) is trained"
-        return judge_loss(got, expected, [w], [ref_w], _value_bugs(ref_V, ref_old, ref_G, c), what="the value loss",
+        return judge_loss(got, expected, [w], [ref_w], _value_bugs(ref_V, ref_old, ref_G, c),
+                          what="the value loss",
                           detach=[(old_values, "old_values", hint.format("old_values", "the old values are")),
                                   (returns, "the returns", hint.format("the returns", "the targets are"))])
 
@@ -380,8 +382,8 @@ _GAE_BUGS = [
      "gamma * lam * A_(t+1) back only if step t neither terminated nor was truncated"),
     (dict(cut_terminated=False), "stop the sum where an episode terminates: A_(t+1) then belongs to the next "
      "episode"),
-    (dict(cut_truncated=False), "a truncated step ends its episode too: do not carry A_(t+1), which belongs to the "
-     "next episode, back into it"),
+    (dict(cut_truncated=False), "a truncated step ends its episode too: do not carry A_(t+1), which belongs to "
+     "the next episode, back into it"),
     (dict(zero_terminal=False), "a terminal state has value 0: delta_t = r_t - V(S_t) when terminated[t] "
      "(multiply gamma V(S') by 1 - terminated[t])"),
     (dict(next_from_values=True), "bootstrap from next_values[t], the value of the observation step t led to; "
@@ -427,8 +429,8 @@ def _random_rollout(rng, T: int, N: int | None, *, p_terminated=0.08, p_truncate
 
 
 def check_gae(fn, hidden: bool = False) -> Score:
-    """Check ``gae(rewards, values, next_values, terminated, truncated, gamma, lam) -> np.ndarray`` (Schulman et al.
-    2016, eq. 16, with terminated and truncated episodes)."""
+    """Check ``gae(rewards, values, next_values, terminated, truncated, gamma, lam) -> np.ndarray`` (Schulman et
+    al. 2016, eq. 16, with terminated and truncated episodes)."""
     if hidden:
         rng = hidden_rng()
         cases = []
@@ -437,9 +439,9 @@ def check_gae(fn, hidden: bool = False) -> Score:
             N = None if i % 2 == 0 else int(rng.integers(2, 6))
             gamma, lam = round(float(rng.uniform(0.8, 1.0)), 3), [0.0, 1.0, round(float(rng.uniform(0.5, 0.99)),
                                                                                     3)][i % 3]
-            cases.append(_gae_case(f"random rollout #{i + 1} ({T} steps{'' if N is None else f' x {N} envs'}, "
-                                   f"gamma = {gamma:g}, lam = {lam:g})", *_random_rollout(rng, T, N, p_truncated=0.1),
-                                   gamma, lam, as_lists=i == 2))
+            envs = "" if N is None else f" x {N} envs"
+            cases.append(_gae_case(f"random rollout #{i + 1} ({T} steps{envs}, gamma = {gamma:g}, lam = {lam:g})",
+                                   *_random_rollout(rng, T, N, p_truncated=0.1), gamma, lam, as_lists=i == 2))
         return _scored("gae", fn, cases)
     # one episode of three steps that terminates; the final state's value (ignored) is 7.0
     ep = dict(rewards=[1.0, 1.0, 1.0], values=[2.5, 1.8, 0.9], next_values=[1.8, 0.9, 7.0],
@@ -468,6 +470,10 @@ def check_gae(fn, hidden: bool = False) -> Score:
 # ---------------------------------------------------------------------------------------------- group advantages
 
 
+_HINT_NONE_SCALED = ("scale_rewards='none' (Dr. GRPO) only subtracts the group mean: no division by a standard "
+                     "deviation")
+
+
 def _group_bugs(rewards: torch.Tensor, G: int, scale: str, eps: float):
     r = rewards.detach().double()
     groups = r.reshape(-1, G)
@@ -489,8 +495,8 @@ def _group_bugs(rewards: torch.Tensor, G: int, scale: str, eps: float):
         inter_adv = inter_adv / (inter.std(1, keepdim=True) + eps)
     elif scale == "batch":
         inter_adv = inter_adv / (batch_std + eps)
-    bugs.append((inter_adv.T.reshape(-1), "the groups lie one after the other: entries g*G ... g*G + G - 1 are the "
-                 "completions of prompt g (rewards.reshape(-1, num_generations))"))
+    bugs.append((inter_adv.T.reshape(-1), "the groups lie one after the other: entries g*G ... g*G + G - 1 are "
+                 "the completions of prompt g (rewards.reshape(-1, num_generations))"))
     if scale == "group":
         bugs += [
             (flat(centred / (groups.std(1, unbiased=False, keepdim=True) + eps)), "use the sample standard "
@@ -515,10 +521,8 @@ def _group_bugs(rewards: torch.Tensor, G: int, scale: str, eps: float):
         ]
     else:
         bugs += [
-            (flat(centred / (group_std + eps)), "scale_rewards='none' (Dr. GRPO) only subtracts the group mean: no "
-             "division by a standard deviation"),
-            (flat(centred / (batch_std + eps)), "scale_rewards='none' (Dr. GRPO) only subtracts the group mean: no "
-             "division by a standard deviation"),
+            (flat(centred / (group_std + eps)), _HINT_NONE_SCALED),
+            (flat(centred / (batch_std + eps)), _HINT_NONE_SCALED),
         ]
     return bugs
 
@@ -565,9 +569,10 @@ def check_group_advantages(fn, hidden: bool = False) -> Score:
                     worked, 3),
         _group_case("the same, scale_rewards='batch'", worked, 3, "batch"),
         _group_case("the same, scale_rewards='none' (Dr. GRPO)", worked, 3, "none"),
-        _group_case("rewards on different scales: [0, 10, 20 | 0, 1, 2 | 5, 5, 6]", [0.0, 10, 20, 0, 1, 2, 5, 5, 6],
-                    3),
-        _group_case("4 prompts x 8 generations, verifiable rewards 0 or 1", rng.integers(0, 2, 32).astype(float), 8),
+        _group_case("rewards on different scales: [0, 10, 20 | 0, 1, 2 | 5, 5, 6]",
+                    [0.0, 10, 20, 0, 1, 2, 5, 5, 6], 3),
+        _group_case("4 prompts x 8 generations, verifiable rewards 0 or 1", rng.integers(0, 2, 32).astype(float),
+                    8),
         _group_case("float32 rewards, eps = 0.01, 3 prompts x 4", rng.normal(size=12).round(2), 4, "group", 0.01,
                     dtype=torch.float32),
     ]
@@ -608,8 +613,8 @@ def _kl_case(name, seed, shape, *, shift=0.5, dtype=torch.float64) -> Case:
         ref_logits, ref_lp, ref_rf = make()
         expected = ref_grpo.kl_k3(ref_lp, ref_rf)
         weights = torch.linspace(0.5, 1.5, expected.numel(), dtype=torch.float64).reshape(expected.shape)
-        return judge_tensor(got, expected, [logits], [ref_logits], _kl_bugs(ref_lp, ref_rf), what="k3", weights=weights,
-                            detach=[(rf, "ref_log_probs", _HINT_DETACH_REF)], atol=1e-9)
+        return judge_tensor(got, expected, [logits], [ref_logits], _kl_bugs(ref_lp, ref_rf), what="k3",
+                            weights=weights, detach=[(rf, "ref_log_probs", _HINT_DETACH_REF)], atol=1e-9)
 
     name_dtype = _DTYPE_NAMES[dtype]
     return Case(name, run, size=int(np.prod(shape)), inputs={
@@ -662,8 +667,9 @@ def _grpo_inputs(seed: int, B: int, L: int, prompt_lengths, completion_lengths, 
     def chosen(x):
         return torch.log_softmax(x, -1).gather(-1, tokens[..., None]).squeeze(-1)
 
-    return (logits, chosen(logits), chosen(old_logits).requires_grad_(True), chosen(ref_logits).requires_grad_(True),
-            advantages, mask)
+    old_log_probs = chosen(old_logits).requires_grad_(True)
+    ref_log_probs = chosen(ref_logits).requires_grad_(True)
+    return logits, chosen(logits), old_log_probs, ref_log_probs, advantages, mask
 
 
 def _grpo_variant(lp, old, rf, A, mask, *, beta, epsilon, loss_type, max_completion_length, agg=None,
@@ -717,8 +723,8 @@ def _grpo_bugs(lp, old, rf, A, mask, settings, prompt_lengths):
     ]
     if settings["beta"] > 0:
         bugs += [
-            (loss(kl="none"), "add beta times the k3 estimate of the KL to the reference policy at each completion "
-             "token"),
+            (loss(kl="none"), "add beta times the k3 estimate of the KL to the reference policy at each "
+             "completion token"),
             (loss(kl="k1"), "use the k3 estimator exp(r) - r - 1 with r = log pi_ref - log pi_theta"),
             (loss(kl="minus"), "add + beta * k3: the KL penalty raises the loss"),
         ]
@@ -739,8 +745,8 @@ def _grpo_bugs(lp, old, rf, A, mask, settings, prompt_lengths):
         ]
     else:
         bugs += [
-            (loss(agg="bnpo"), "loss_type='dr_grpo' divides the sum by the constant B * max_completion_length, not "
-             "by the number of completion tokens"),
+            (loss(agg="bnpo"), "loss_type='dr_grpo' divides the sum by the constant B * max_completion_length, "
+             "not by the number of completion tokens"),
             (loss(agg="grpo"), "loss_type='dr_grpo' divides the sum by the constant B * max_completion_length; "
              "yours averages per completion ('grpo')"),
             (loss(agg="dr_grpo_width"), "loss_type='dr_grpo' divides by B * max_completion_length, not by the "
@@ -769,14 +775,15 @@ def _grpo_case(name, seed, prompt_lengths, completion_lengths, *, loss_type="grp
         detach = [(old, "old_log_probs", _HINT_DETACH_OLD), (A, "the advantages", _HINT_DETACH_ADV)]
         if beta > 0:
             detach.append((rf, "ref_log_probs", _HINT_DETACH_REF))
-        return judge_loss(got, expected, [logits], [ref_logits], _grpo_bugs(ref_lp, ref_old, ref_rf, ref_A, ref_mask, settings,
-                                                                          prompt_lengths),
+        bugs = _grpo_bugs(ref_lp, ref_old, ref_rf, ref_A, ref_mask, settings, prompt_lengths)
+        return judge_loss(got, expected, [logits], [ref_logits], bugs,
                           detach=detach)
 
     old = "equal to log_probs (on-policy)" if shift == 0 else f"from logits moved by N(0, {shift:g}^2) noise"
     inputs = {
         "log_probs": f"float64 ({B}, {L}): token log-probabilities (seed {seed}), with gradient; prompts of "
-                     f"{list(prompt_lengths)} tokens (left-padded), completions of {list(completion_lengths)} tokens",
+                     f"{list(prompt_lengths)} tokens (left-padded), completions of {list(completion_lengths)} "
+                     "tokens",
         "old_log_probs": f"float64 ({B}, {L}), {old}, requires_grad=True",
         "advantages": f"float64 ({B},), requires_grad=True",
         "completion_mask": f"bool ({B}, {L}), True on the completion tokens",
