@@ -130,7 +130,7 @@ def test_ppo_details_page_measures_each_detail_over_five_seeds(site):
     page = (site / "book" / "appendix" / "ppo_details.html").read_text(encoding="utf-8")
     assert "Traceback" not in page and len(re.findall(r"<img ", page)) >= 1
     rows = re.findall(r"\n(full|no [a-z ]+|truncation as termination) +(\d)/5", page)
-    assert [name for name, _ in rows] == ["full", "no advantage normalisation", "no orthogonal initialisation",
+    assert [name.strip() for name, _ in rows] == ["full", "no advantage normalisation", "no orthogonal initialisation",
                                           "no gradient clipping", "no annealing", "truncation as termination"]
 
 
