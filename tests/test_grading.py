@@ -16,7 +16,7 @@ import pytest
 
 from autograder.settings import SKIP_WHEN_GRADING
 
-from .conftest import ROOT
+from .conftest import CHAPTERS, ROOT
 from .notebooks import fill_in, solution_sources, tree_digest, write
 
 pytestmark = pytest.mark.slow
@@ -67,12 +67,17 @@ ENDLESS_LOOP = "def discounted_return(rewards, gamma):\n    while True:\n       
 @pytest.fixture(scope="module")
 def submissions(tmp_path_factory, source_nb, released_nb, source_nbs, released_nbs):
     root = tmp_path_factory.mktemp("submissions")
-    # Chapter 2: alice answers everything, bob nothing, carol gets the planning step wrong
-    answers_2, released_2 = solution_sources(source_nbs["02_model_based"]), released_nbs["02_model_based"]
-    write(fill_in(released_2, answers_2), root / "alice" / "02_model_based" / "model_based.ipynb")
-    write(released_2, root / "bob" / "02_model_based" / "model_based.ipynb")
-    write(fill_in(released_2, {**answers_2, "dyna_q_planning_step": WRONG_PLANNING_STEP}),
-          root / "carol" / "02_model_based" / "model_based.ipynb")
+
+    def alice_bob_carol(chapter, wrong_name, wrong_source):
+        """alice answers everything, bob nothing, carol gets exercise ``wrong_name`` wrong."""
+        answers, released = solution_sources(source_nbs[chapter]), released_nbs[chapter]
+        name = CHAPTERS[chapter].name
+        write(fill_in(released, answers), root / "alice" / chapter / name)
+        write(released, root / "bob" / chapter / name)
+        write(fill_in(released, {**answers, wrong_name: wrong_source}), root / "carol" / chapter / name)
+
+    # Chapter 2: carol gets the planning step wrong
+    alice_bob_carol("02_model_based", "dyna_q_planning_step", WRONG_PLANNING_STEP)
     # Chapter 3: the same three. bob also tags his (failing) SARSA test cell to be skipped, and carol edits the
     # DQN cell, which the release tags to be skipped: the grader must run both.
     answers_3, released_3 = solution_sources(source_nbs["03_q_learning"]), released_nbs["03_q_learning"]
@@ -86,18 +91,9 @@ def submissions(tmp_path_factory, source_nb, released_nb, source_nbs, released_n
     assert SKIP_WHEN_GRADING in dqn_cell.metadata["tags"]  # the release keeps the source notebook's tag
     dqn_cell.source = CAROLS_OWN_CELL
     write(carol_3, root / "carol" / "03_q_learning" / "q_learning.ipynb")
-    # Chapter 4: the same three
-    answers_4, released_4 = solution_sources(source_nbs["04_policy_gradients"]), released_nbs["04_policy_gradients"]
-    write(fill_in(released_4, answers_4), root / "alice" / "04_policy_gradients" / "policy_gradients.ipynb")
-    write(released_4, root / "bob" / "04_policy_gradients" / "policy_gradients.ipynb")
-    write(fill_in(released_4, {**answers_4, "reinforce_loss": WRONG_REINFORCE_LOSS}),
-          root / "carol" / "04_policy_gradients" / "policy_gradients.ipynb")
-    # Chapter 5: the same three
-    answers_5, released_5 = solution_sources(source_nbs["05_ppo_grpo"]), released_nbs["05_ppo_grpo"]
-    write(fill_in(released_5, answers_5), root / "alice" / "05_ppo_grpo" / "ppo_grpo.ipynb")
-    write(released_5, root / "bob" / "05_ppo_grpo" / "ppo_grpo.ipynb")
-    write(fill_in(released_5, {**answers_5, "group_advantages": WRONG_GROUP_ADVANTAGES}),
-          root / "carol" / "05_ppo_grpo" / "ppo_grpo.ipynb")
+    # Chapters 4 and 5: the same three
+    alice_bob_carol("04_policy_gradients", "reinforce_loss", WRONG_REINFORCE_LOSS)
+    alice_bob_carol("05_ppo_grpo", "group_advantages", WRONG_GROUP_ADVANTAGES)
     answers = solution_sources(source_nb)
     write(fill_in(released_nb, answers), root / "alice" / "01_mdp" / "mdp.ipynb")
     write(released_nb, root / "bob" / "01_mdp" / "mdp.ipynb")
