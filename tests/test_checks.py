@@ -13,6 +13,7 @@ from autograder.checks import model_based as checks_model_based
 from autograder.checks import policy_gradients as checks_policy_gradients
 from autograder.checks import ppo_grpo as checks_ppo_grpo
 from autograder.checks import q_learning as checks_q_learning
+from autograder.checks import rlhf as checks_rlhf
 from solutions import bandits as reference_bandits
 from solutions import dqn as reference_dqn
 from solutions import grpo as reference_grpo
@@ -23,12 +24,14 @@ from solutions import model_based as reference_model_based
 from solutions import policy_gradients as reference_policy_gradients
 from solutions import ppo as reference_ppo
 from solutions import q_learning as reference_q_learning
+from solutions import rlhf as reference_rlhf
 
 from .buggy_mdp import BUGGY
 from .buggy_model_based import BUGGY as BUGGY_MODEL_BASED
 from .buggy_policy_gradients import BUGGY as BUGGY_POLICY_GRADIENTS
 from .buggy_ppo_grpo import BUGGY as BUGGY_PPO_GRPO
 from .buggy_q_learning import BUGGY as BUGGY_Q_LEARNING
+from .buggy_rlhf import BUGGY as BUGGY_RLHF
 
 #: (chapter, its checks module, its reference modules, its known-buggy answers)
 CHAPTERS = [
@@ -39,6 +42,7 @@ CHAPTERS = [
     ("04_policy_gradients", checks_policy_gradients, (reference_policy_gradients, reference_language_model),
      BUGGY_POLICY_GRADIENTS),
     ("05_ppo_grpo", checks_ppo_grpo, (reference_ppo, reference_grpo), BUGGY_PPO_GRPO),
+    ("06_rlhf", checks_rlhf, (reference_rlhf,), BUGGY_RLHF),
 ]
 EXERCISES = [(chapter, c, r, name) for chapter, c, r, _ in CHAPTERS for name in sorted(c.POINTS)]
 BUGS = [(chapter, c, *bug) for chapter, c, _, bugs in CHAPTERS for bug in bugs]

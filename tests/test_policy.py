@@ -18,8 +18,9 @@ import pytest
 from autograder import policy
 from autograder.policy import ALLOWED_MODULES, CheckedAnswer, Violation, check_answer, defined_functions
 
-from . import (buggy_mdp, buggy_model_based, buggy_policy_gradients, buggy_ppo_grpo, buggy_q_learning, correct_mdp,
-               correct_model_based, correct_policy_gradients, correct_ppo_grpo, correct_q_learning)
+from . import (buggy_mdp, buggy_model_based, buggy_policy_gradients, buggy_ppo_grpo, buggy_q_learning, buggy_rlhf,
+               correct_mdp, correct_model_based, correct_policy_gradients, correct_ppo_grpo, correct_q_learning,
+               correct_rlhf)
 from .conftest import CHAPTERS
 
 
@@ -706,7 +707,8 @@ REJECTED_ON_PURPOSE = {"trajectory_with_a_while_loop": "`.empty` is not allowed 
 
 
 def _correct_functions():
-    for module in (correct_mdp, correct_model_based, correct_q_learning, correct_policy_gradients, correct_ppo_grpo):
+    for module in (correct_mdp, correct_model_based, correct_q_learning, correct_policy_gradients, correct_ppo_grpo,
+                   correct_rlhf):
         for name, value in vars(module).items():
             if inspect.isfunction(value) and value.__module__ == module.__name__:
                 yield pytest.param(value, id=f"{module.__name__.split('.')[-1]}.{name}")
@@ -725,7 +727,8 @@ def test_correct_answers_in_other_styles_pass(fn):
 
 
 def _buggy_functions():
-    for module in (buggy_mdp, buggy_model_based, buggy_q_learning, buggy_policy_gradients, buggy_ppo_grpo):
+    for module in (buggy_mdp, buggy_model_based, buggy_q_learning, buggy_policy_gradients, buggy_ppo_grpo,
+                   buggy_rlhf):
         for value in vars(module).values():
             if inspect.isfunction(value) and value.__module__ == module.__name__:
                 yield value
