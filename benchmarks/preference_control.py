@@ -21,6 +21,7 @@ most, the CPU times less.
 """
 
 import argparse
+import dataclasses
 import resource
 import statistics
 import time
@@ -51,6 +52,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=NOTEBOOK["total_steps"])
     parser.add_argument("--jobs", type=int, default=NOTEBOOK["n_jobs"])
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the single-run timings (0: skip them)")
+    parser.add_argument("--skip-figure", action="store_true", help="only the single-run timings (4.)")
     args = parser.parse_args()
     config = PreferenceConfig()
     seeds = list(range(args.seeds))
@@ -60,6 +62,14 @@ def main() -> None:
           f"{config.label_annealing_steps}), {config.ensemble_size} reward models, overseer with "
           f"{config.label_noise:.0%} random answers; PPO {config.ppo.num_envs} x {config.ppo.num_steps} steps per "
           f"rollout, {config.ppo.n_epochs} epochs; {args.steps} steps per run, seeds {seeds}, {args.jobs} workers")
+    if not args.skip_figure:
+        figure(config, seeds, args)
+    if args.repeats:
+        single_runs(config, args)
+
+
+def figure(config: PreferenceConfig, seeds: list[int], args) -> None:
+    """Sections 1-3."""
     cpu, wall = cpu_all(), time.perf_counter()
     runs = preference_runs(config, seeds, RULES, args.steps, n_jobs=args.jobs, progress=False)
     cpu, wall = cpu_all() - cpu, time.perf_counter() - wall
@@ -91,20 +101,22 @@ def main() -> None:
               f"(median {np.median(difference):.0f}; disagreement ahead for {int(np.sum(difference > 0))} of "
               f"{len(seeds)})")
 
-    if args.repeats:
-        print(f"\n4. one run alone (seed 0, {args.steps} steps, final evaluation included), "
-              f"median of {args.repeats}")
-        for rule in RULES:
-            cpus, walls = [], []
-            for _ in range(args.repeats):
-                c, w = time.process_time(), time.perf_counter()
-                if rule == "true reward":
-                    train_from_preferences(config, args.steps, 0, true_reward=True, progress=False)
-                else:
-                    train_from_preferences(PreferenceConfig(query_rule=rule), args.steps, 0, progress=False)
-                cpus.append(time.process_time() - c)
-                walls.append(time.perf_counter() - w)
-            print(f"  {rule:12s}: {statistics.median(cpus):.1f} s CPU, {statistics.median(walls):.1f} s wall")
+
+
+def single_runs(config: PreferenceConfig, args) -> None:
+    """Section 4: one run of each kind alone in this process (seed 0), the medians over the repeats."""
+    print(f"\n4. one run alone (seed 0, {args.steps} steps, final evaluation included), median of {args.repeats}")
+    for rule in RULES:
+        cpus, walls = [], []
+        for _ in range(args.repeats):
+            cpu, wall = time.process_time(), time.perf_counter()
+            if rule == "true reward":
+                train_from_preferences(config, args.steps, 0, true_reward=True, progress=False)
+            else:
+                train_from_preferences(dataclasses.replace(config, query_rule=rule), args.steps, 0, progress=False)
+            cpus.append(time.process_time() - cpu)
+            walls.append(time.perf_counter() - wall)
+        print(f"  {rule:12s}: {statistics.median(cpus):.1f} s CPU, {statistics.median(walls):.1f} s wall")
 
 
 if __name__ == "__main__":
