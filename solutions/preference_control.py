@@ -87,6 +87,7 @@ from .policy_gradients import PolicyNetwork, ValueNetwork
 from .ppo_cartpole import (PPOConfig, Rollout, collect_rollout, evaluation_seed, make_cartpole_envs,
                            orthogonal_init, ppo_update, rollout_advantages)
 from .progress import show_progress
+from .rlhf import pairwise_accuracy
 from .threads import single_threaded
 
 __all__ = [
@@ -306,7 +307,9 @@ def segment_preference_loss(rewards_1: torch.Tensor, rewards_2: torch.Tensor, mu
     The rewards are summed over each segment (no discounting: the overseer judges the whole clip), and the log of
     the logistic function of the difference is taken with ``logsigmoid`` (stable for large differences).
     Only differences of sums enter, so adding a constant to every step's reward changes nothing: the loss
-    identifies r_hat up to that constant (here fixed by the fallen state's 0, see the module docstring).
+    identifies r_hat up to that constant (here fixed by the fallen state's 0, see the module docstring). With hard
+    labels (mu 0 or 1) it is the language-model chapter's :func:`solutions.rlhf.reward_model_loss` applied to the
+    segments' returns, the preferred segment's sum_t r_hat as ``rewards_chosen`` (a test checks it).
 
     Args:
         rewards_1: float ``(B, L)``, r_hat(S_t, A_t) of each step of the first segment of each pair (0 on padded
@@ -740,8 +743,9 @@ def train_from_preferences(config: PreferenceConfig = PreferenceConfig(), total_
 
     1. collect a rollout of T steps in each of N environments with the current policy
        (:func:`~solutions.ppo_cartpole.collect_rollout`; the environments' +1 rewards are ignored);
-    2. cut its segments (:func:`cut_segments`); measure the reward model's pairwise accuracy on
-       ``accuracy_pairs`` random pairs of them against the hidden reward's ordering, before it sees them;
+    2. cut its segments (:func:`cut_segments`); measure the reward model's pairwise accuracy
+       (:func:`solutions.rlhf.pairwise_accuracy`, the learned returns of the two segments) on ``accuracy_pairs``
+       random pairs of them against the hidden reward's ordering, before it sees them;
     3. if the schedule (:func:`comparisons_schedule`) asks for n new comparisons: draw ``pool_factor`` n candidate
        pairs at random, choose n of them by ``query_rule`` (:func:`select_queries`), have the overseer label them
        (:func:`overseer_labels`), give each a bootstrap count for each member (Poisson(1): member m's resample of
@@ -850,11 +854,11 @@ def train_from_preferences(config: PreferenceConfig = PreferenceConfig(), total_
                 alive = torch.as_tensor(np.concatenate([first.alive, second.alive]))
                 both = Segments.concatenate([first, second])
                 learned = normalised_reward(segment_rewards(model, both), alive).sum(-1).double().numpy()
-            learned_difference = learned[:len(held_out)] - learned[len(held_out):]
-            decided = hidden_difference != 0
-            records["accuracy"].append(float(np.mean(np.sign(learned_difference[decided])
-                                                     == np.sign(hidden_difference[decided])))
-                                       if decided.any() else math.nan)
+            learned_first, learned_second = learned[:len(held_out)], learned[len(held_out):]
+            decided = hidden_difference != 0  # the chosen segment is the one with the larger hidden return
+            chosen = np.where(hidden_difference > 0, learned_first, learned_second)[decided]
+            rejected = np.where(hidden_difference > 0, learned_second, learned_first)[decided]
+            records["accuracy"].append(pairwise_accuracy(chosen, rejected) if decided.any() else math.nan)
             # 3. new comparisons on the schedule, chosen by the query rule
             n_new = int(schedule[k]) - n_asked
             loss = math.nan

@@ -14,6 +14,7 @@ from torch import nn
 from solutions import preference_control as pf
 from solutions.policy_gradients import PolicyNetwork
 from solutions.ppo_cartpole import PPOConfig, collect_rollout, make_cartpole_envs
+from solutions.rlhf import reward_model_loss
 
 
 class AlwaysRight(nn.Module):
@@ -86,6 +87,11 @@ def test_segment_loss_sums_before_comparing_and_ignores_a_constant():
     # the same as binary cross-entropy on the difference of the sums
     bce = nn.functional.binary_cross_entropy_with_logits(r_1.sum(1) - r_2.sum(1), mu)
     assert torch.allclose(loss, bce, atol=1e-6)
+    # with hard labels, the language-model chapter's reward_model_loss on the segments' returns
+    hard = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0])
+    chosen = torch.where(hard == 1, r_1.sum(1), r_2.sum(1))
+    rejected = torch.where(hard == 1, r_2.sum(1), r_1.sum(1))
+    assert torch.allclose(pf.segment_preference_loss(r_1, r_2, hard), reward_model_loss(chosen, rejected))
     # stable where the difference is huge
     huge = pf.segment_preference_loss(torch.tensor([[500.0]]), torch.tensor([[-500.0]]), torch.tensor([0.0]))
     assert float(huge) == pytest.approx(1000.0)
