@@ -10,7 +10,7 @@ taken from the in-memory caches), then, for each of seeds 0 .. S-1, the targets:
 * preference data: the labellers' agreement (noise model, and two simulated labellers);
 * reward model: held-out pairwise accuracy against the noisy labels and against the hidden preference (target
   >= 0.85, ties of the hidden score left out), and the hidden preference's own accuracy against the labels;
-* DPO: win rate against the SFT model by the hidden preference (target >= 0.75; 500 head-to-head comparisons),
+* DPO: win rate against the SFT model by the hidden preference (target >= 0.75; 1,000 head-to-head comparisons),
   KL to the SFT model (k1 and k3, nats per completion), the share of well-formed reviews, the implicit reward's
   held-out accuracy; and the likelihood-displacement pair of runs (chosen and rejected log-probabilities, first
   and last tenth of the steps).
@@ -102,7 +102,7 @@ def report_seed(seed: int) -> dict:
           f"(hidden preference, target >= 0.85); the hidden preference itself {accuracy['labels_by_hidden']:.3f} "
           f"against the labels; by epoch (hidden) {[round(a, 3) for a in rm.held_out_hidden_accuracies]}")
     dpo = train_dpo(data, sft, seed=seed, progress=False)
-    evaluation = evaluate_policy(dpo.model, sft, seed=seed + 7)
+    evaluation = evaluate_policy(dpo.model, sft, n_per_prompt=100, seed=seed + 7)
     print(f"  DPO ({DPOConfig()}): win rate vs SFT {evaluation.win_rate:.3f} (target >= 0.75), KL to SFT "
           f"{evaluation.kl_k1:.2f} (k1) {evaluation.kl_k3:.2f} (k3), hidden score "
           f"{evaluation.hidden_score:.2f} vs {evaluation.reference_hidden_score:.2f}, well-formed "

@@ -847,20 +847,26 @@ def win_rate(policy: TinyLM, reference_policy: TinyLM, prompts: Sequence[str] | 
 class DPOConfig:
     """Hyper-parameters of :func:`train_dpo`, with the names of TRL's ``DPOConfig``.
 
-    The defaults are the chapter's, chosen on seeds 0-3 (:func:`preference_data` with 800 groups); TRL's differ
+    The defaults are the chapter's, chosen on seeds 0-4 with :func:`preference_data`'s 800 groups; TRL's differ
     where a large model needs it (``learning_rate`` 1e-6, ``beta`` 0.1, ``rpo_alpha`` None). What was measured
-    (win rate against the SFT model by the hidden preference, 500 head-to-head comparisons, standard error
-    about 0.02; KL k1 to the SFT model in nats per completion):
+    (win rate against the SFT model by the hidden preference, :func:`evaluate_policy` with 1,000 head-to-head
+    comparisons, standard error about 0.014; KL k1 to the SFT model in nats per completion):
 
-    * the defaults (beta 0.3, 2e-3, 3 epochs, ``rpo_alpha`` 0.1): win rate 0.790, 0.760, 0.792, 0.784 (seeds
-      0-3), KL 1.1-1.4, 89-93 % well-formed reviews;
-    * plain DPO (``rpo_alpha=None``) is fragile here: at beta 0.5, 1e-3, 2 epochs it reached 0.78, 0.78 on seeds
-      0 and 1 but 0.63 on seed 2, and at beta 0.3 seed 0 collapsed (win rate 0.44, KL 6, half the samples
-      malformed). Its loss sees only differences of log-probabilities, so tokens that the chosen and the
+    * the defaults (beta 0.3, 2e-3, 3 epochs, ``rpo_alpha`` 0.1): win rate 0.780, 0.748, 0.764, 0.768, 0.780
+      (seeds 0-4), KL 1.1-1.4, 89-93 % well-formed reviews, mean hidden score about 1.5 against the SFT model's
+      0.5. Just above the issue's 0.75, not far: what is left are malformed reviews (about 7 %, mostly the
+      subject repeated, ``the food was fresh and the food was perfect .``, as often as in the SFT model's own
+      samples) and ``but`` joining two compliments (a 0.5 difference, which the labellers get right 66 % of the
+      time). Two epochs gave 0.739-0.764, 1,200 groups 0.740-0.806, K = 8 (600 groups) 0.744-0.777,
+      beta 0.5 0.723-0.740, 4 epochs at 1e-3 0.745-0.761: a plateau;
+    * plain DPO (``rpo_alpha=None``, otherwise the defaults; 500 comparisons): 0.819, 0.755, 0.715, 0.720
+      (seeds 0-3) with KL 2.3-4.0 and 77-88 % well-formed; at beta 0.5, 1e-3 it reached 0.78 on seeds 0 and 1
+      and 0.63 on seed 2, and at beta 0.3, 1e-3 seed 0 collapsed (win rate 0.44, KL 6, half the samples
+      malformed). Its loss sees only differences of log-probabilities, so the tokens that the chosen and the
       rejected completion share (the full stop, ``<eos>``, ``the`` after ``and``) get no net gradient and drift
       as the network changes for other reasons: the policy stops ending its reviews. The SFT loss on the
       chosen completions (RPO: Pang et al. 2024, "Iterative reasoning preference optimization"; TRL's
-      ``rpo_alpha``) holds them in place;
+      ``rpo_alpha``) holds them in place; with ``rpo_alpha`` 1 it holds them too well (win rate 0.65-0.68);
     * beta: the DPO optimum, pi_ref exp(r / beta) with the labellers' reward r = hidden / 0.75, would beat the
       SFT model 81 % of the time at beta 1 (KL 0.75), 94 % at 0.5 (KL 2.1), 98 % at 0.3 (KL 3.5): a small beta
       asks for a large move, which the offline data cannot guide (at beta 0.1 every setting tried lost
@@ -873,7 +879,7 @@ class DPOConfig:
 
     beta: float = 0.3  #: the KL coefficient of the implicit reward beta ln(pi_theta / pi_ref)
     learning_rate: float = 2e-3  #: Adam's step size, falling linearly to 0
-    num_train_epochs: int = 2  #: passes over the training groups
+    num_train_epochs: int = 3  #: passes over the training groups
     per_device_train_batch_size: int = 8  #: groups per step (each brings its C(K, 2) pairs)
     rpo_alpha: float | None = 0.1  #: weight of the SFT loss on the chosen completions (RPO); None: plain DPO
 

@@ -278,12 +278,12 @@ def test_dpo_config_bad_input():
 
 
 def test_dpo_raises_the_implicit_reward_margin_and_the_win_rate(sft, small_data):
-    """The chapter's DPOConfig on the small data (20 steps). Measured: margin 0.03 -> 0.34, implicit-reward
-    accuracy against the hidden preference 0.72, win rate 0.66 (400 comparisons: standard error 0.025)."""
+    """The chapter's DPOConfig on the small data (30 steps). Measured: margin 0.03 -> 0.47, implicit-reward
+    accuracy against the hidden preference 0.80, win rate 0.65 (400 comparisons: standard error 0.025)."""
     result = train_dpo(small_data, sft, progress=False)
     assert result.losses[0] == pytest.approx(math.log(2), abs=1e-5)  # the policy starts as the reference
     assert result.rewards_chosen[0] == pytest.approx(0.0, abs=1e-5)
-    assert len(result.losses) == len(result.nll_losses) == 20  # 2 epochs of 80 groups, 8 per step
+    assert len(result.losses) == len(result.nll_losses) == 30  # 3 epochs of 80 groups, 8 per step
     margins = result.reward_margins
     assert np.mean(margins[-5:]) > np.mean(margins[:3]) + 0.2
     assert np.mean(result.reward_accuracies[-5:]) > 0.6
@@ -310,12 +310,12 @@ def test_a_too_large_learning_rate_lowers_both_log_probabilities(sft, small_data
 @pytest.mark.slow
 def test_chapter_targets_seed_0():
     """The chapter-sized pipeline of seed 0 (800 groups): the reward model's held-out accuracy against the hidden
-    preference and DPO's win rate against SFT meet the issue's targets (measured 0.90 and 0.79; seeds 0-3 in
-    benchmarks/rlhf_pipeline.py)."""
+    preference and DPO's win rate against SFT meet the issue's targets (measured 0.898 and 0.780, 1,000
+    comparisons; the other seeds in benchmarks/rlhf_pipeline.py)."""
     sft = sft_model(0, progress=False)
     data = preference_data(seed=0)
     assert reward_model_accuracy(reward_model(0, progress=False), data)["hidden"] >= 0.85
-    evaluation = evaluate_policy(train_dpo(data, sft, progress=False).model, sft, seed=7)
+    evaluation = evaluate_policy(train_dpo(data, sft, progress=False).model, sft, n_per_prompt=100, seed=7)
     assert evaluation.win_rate >= 0.75 and evaluation.kl_k1 < 3
 
 
