@@ -296,8 +296,15 @@ def sft_model(seed: int = 0, *, n_demonstrations: int = 300, n_steps: int = 100,
     """The SFT policy: :func:`solutions.language_model.pretrained_model` (``seed``) fine-tuned by
     :func:`train_sft` on ``demonstrations(n_demonstrations, seed)``.
 
-    The first call with given arguments trains (about 1 s of CPU after the pre-training); later calls copy the
+    The first call with given arguments trains (1.2 s of CPU after the pre-training); later calls copy the
     weights kept in memory. Each call returns a new model, so training it leaves the next call's model untouched.
+
+    What SFT does (seeds 0-3, ``benchmarks/rlhf_pipeline.py``): the response loss on 200 held-out
+    demonstrations falls from 1.33-1.35 to 1.23-1.26 nats per token (100 steps; 300 overfit the 300
+    demonstrations and raise it again), the mean hidden score of the samples rises from about -0.25 to 0.5-0.64,
+    and the share of well-formed positive reviews from 0.26 to 0.61 (seed 0). About 9 % of its samples are still
+    malformed, mostly a repeated subject (``the food was fresh and the food was perfect .``), as the pre-trained
+    model's are: 300 demonstrations do not teach that.
 
     Args:
         seed: seeds the pre-trained model, the demonstrations and the minibatches.
@@ -336,10 +343,11 @@ def rank_completions(scores: torch.Tensor, generator: torch.Generator, temperatu
     reward model fits, so it is the right model here. Two labellers agree on a pair with probability p^2 +
     (1 - p)^2, p = sigma((s_i - s_j) / temperature): 1/2 on ties, close to 1 on a clear difference.
 
-    With the default temperature 0.75, on the SFT model's samples (6 per prompt, 300 groups) two labellers agree
-    on 71 % of the pairs (76 % of those whose hidden scores differ), within the 65-75 % quoted for people
-    (Ouyang et al. 2022, Section 5.1: 72.6 +- 1.5 %), and a labeller ranks a pair the hidden preference's way
-    84 % of the time (ties excluded). :func:`labeller_agreement` computes the agreement from the noise model.
+    With the default temperature 0.75, on the SFT model's samples (:func:`preference_data`, seeds 0-3) two
+    labellers agree on 71.7-73.6 % of the pairs (76-78 % of those whose hidden scores differ), within the
+    65-75 % quoted for people (Ouyang et al. 2022, Section 5.1: 72.6 +- 1.5 %), and the hidden preference
+    orders 78-80 % of the labelled pairs the labeller's way (ties 1/2): the ceiling of any reward model's
+    accuracy against the labels. :func:`labeller_agreement` computes the agreement from the noise model.
 
     Args:
         scores: float ``(N, K)``, the hidden score of each completion of N groups.
@@ -675,6 +683,10 @@ def train_reward_model(data: PreferenceData, policy: TinyLM, *, n_epochs: int = 
     groups once in a random order. The network starts as the SFT policy (:class:`RewardModel`). At the end the
     rewards are normalised on ``policy``'s samples (:func:`sft_samples`, 500 completions).
 
+    The held-out accuracy against the hidden preference rises over the 4 epochs (seed 0: 0.837, 0.851, 0.879,
+    0.898) while the accuracy against the labels stays near 0.72: the model learns the average labeller, not
+    the noise of each label. 8.6 s of CPU for 640 groups of 6.
+
     Args:
         data: the comparisons (:func:`preference_data`); the model trains on ``data.train_groups``.
         policy: the SFT policy: the reward model's starting network and the samples it is normalised on.
@@ -737,8 +749,20 @@ def reward_model(seed: int = 0, *, progress: bool | None = None) -> RewardModel:
     """The chapter's reward model: :func:`train_reward_model` with its defaults on ``preference_data(seed=seed)``
     (800 groups of 6 completions of ``sft_model(seed)``), normalised on the SFT model's samples.
 
-    The first call trains (about 5 s of CPU after the SFT model); later calls copy the weights kept in memory.
+    The first call trains (8.6 s of CPU after the SFT model); later calls copy the weights kept in memory.
     Each call returns a new model, in evaluation mode.
+
+    Held-out pairwise accuracy (160 groups, 2,400 pairs; seeds 0-3, ``benchmarks/rlhf_pipeline.py``): against
+    the hidden preference 0.898, 0.888, 0.871, 0.876 (target >= 0.85; pairs of equal hidden score left out),
+    against the noisy labels 0.708-0.740, where the hidden preference itself scores 0.779-0.800.
+
+    What it gets wrong is what a policy will find. Seed 0's model scores ``excellent and the staff were perfect
+    .`` (the best review, hidden 3.5) 1.59, but ``great great great great great great .`` 1.43, nine
+    ``perfect`` in a row 1.61 and ``great and the food was kind .`` (the subject repeated) 1.06 -- all malformed,
+    hidden -4 to -6. The SFT samples it learned from hold almost no repeated compliments, so nothing taught it
+    that they are bad; the repeated subject is in about 5 % of them, but it is one word's difference from a
+    good review, and the model has not learned to see it. Maximised without a KL penalty, it leads the policy
+    to such text.
 
     Args:
         seed: seeds the SFT model, the preference data and the training.
