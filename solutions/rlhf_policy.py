@@ -25,21 +25,24 @@ reward model overoptimization"), which :func:`rlhf_runs` collects over configura
 processes if asked, and :func:`overoptimisation_sweep` runs for a range of ``beta``.
 
 What it does (``benchmarks/rlhf_pipeline.py``; the SFT model and the reward model of
-:mod:`solutions.reward_model`, seed 0; the reward model scores completions as sampled, :class:`RewardModelScore`):
+:mod:`solutions.reward_model`, seed 0; the reward model scores completions as sampled, :class:`RewardModelScore`;
+win rates against the SFT model by the hidden preference, 500 head-to-head comparisons, the SFT model's samples
+scoring 0.41):
 
 * PPO (:class:`PPORLHFConfig`'s defaults: 30 updates of 64 completions, 4 epochs x 2 minibatches, Adam 5e-4,
-  ``kl_coef`` 0.1; about 8-10 s of CPU) raises the reward model's score of its samples from 0.4 to 1.35 and
-  wins 84-86 % of head-to-head comparisons against the SFT model by the hidden preference (seeds 0-2; hidden
-  score 1.7-1.8 against 0.41), at a KL to the SFT model of 2.4-2.6 nats per completion;
-* GRPO (:func:`chapter_grpo_config`: 40 updates of 8 prompts x 8 completions, Adam 1e-3, ``beta`` 0.3; about
-  3-6 s of CPU) wins 81-82 % (seeds 0-4; hidden 1.6-1.7) at a KL of 1.5-1.8 nats;
-* over-optimisation (:func:`overoptimisation_sweep`, GRPO at ``beta`` 0, 0.05, 0.3, seeds 0-4): without the
-  penalty every seed's learned reward rises throughout (to 1.3-1.5) while its hidden score falls from the SFT
-  model's 0.40 to -4.5 to -5.5 -- malformed, repetitive text (``perfect but perfect perfect were fresh .``) at a
-  KL of 18-47 nats; at 0.05 the hidden score ends below the SFT model's for every seed too (-4.4 to -0.3, KL
-  6-19); at 0.3 both rise (hidden 1.2-1.5, KL 1.6-1.9). Binned by sqrt(KL) (:func:`sqrt_kl_bins`, every update of
-  every seed), the hidden score is highest below sqrt(KL) = 1.5 and falls past 2 (to about -4.7 beyond 5) while
-  the learned reward keeps rising: Gao et al.'s picture.
+  ``kl_coef`` 0.1; 9-10 s of CPU) raises the reward model's score of its samples from about 0.4 to 1.4 and wins
+  80-87 % of the comparisons (seeds 0-4; hidden score 1.4-2.0) at a KL to the SFT model of 2.5-3.8 nats per
+  completion;
+* GRPO (:func:`chapter_grpo_config`: 40 updates of 8 prompts x 8 completions, ``beta`` 0.3, ``scale_rewards``
+  "none", Adam 2e-3; 3-4 s of CPU) wins 76-79 % (seeds 0-4; hidden 1.3-1.5) at a KL of 0.9-1.2 nats;
+* over-optimisation (:func:`overoptimisation_sweep`, that GRPO at ``beta`` 0, 0.1, 0.3, seeds 0-4): without the
+  penalty every seed's learned reward rises throughout (from 0.6-0.9 over the first 10 updates to 1.5-1.6 over
+  the last 10) while its hidden score falls to -4.5 to -6.0, far below the SFT model's 0.40 -- malformed,
+  repetitive text (``excellent was perfect excellent was fresh .``, strings of praise cut at the length limit)
+  at a KL of 16-79 nats; at 0.1 three of five seeds end below the SFT model's hidden score (KL 5-11); at 0.3
+  both rise for every seed (learned 0.8-1.0, hidden 1.0-1.2, KL 0.8-1.4). Binned by sqrt(KL)
+  (:func:`sqrt_kl_bins`, every update of every seed), the hidden score is highest below sqrt(KL) = 1.5 and
+  falls past 2 (to about -4.9 beyond 5) while the learned reward keeps rising: Gao et al.'s picture.
 
 Names follow TRL (``kl_coef``, ``cliprange``, ``cliprange_value``, ``vf_coef``, ``num_ppo_epochs``,
 ``num_mini_batches``, ``response_length``, ``gamma``, ``lam``, ``beta``, ``num_generations``) and Sutton & Barto
@@ -224,21 +227,32 @@ class PPORLHFConfig:
 
 
 #: The KL coefficients of the chapter's over-optimisation sweep: none, a small one, the chapter's GRPO value.
-CHAPTER_BETAS = (0.0, 0.05, 0.3)
+CHAPTER_BETAS = (0.0, 0.1, 0.3)
 
 
 def chapter_grpo_config(**changes) -> GRPOConfig:
     """The chapter's GRPO configuration against the reward model: Chapter 5's
     :class:`~solutions.grpo_language_model.GRPOConfig` (8 prompts x ``num_generations`` 8 per update, one
-    gradient step per batch) with ``beta = 0.3``, Adam at 1e-3, 40 updates and completions of at most 10
-    tokens (a two-clause review is 7 words, ``.`` and ``<eos>``). A new object each call; ``changes`` replace
-    fields (e.g. ``beta=0.0``).
+    gradient step per batch, ``loss_type`` "grpo") with ``beta = 0.3``, ``scale_rewards = "none"``, Adam at
+    2e-3, 40 updates and completions of at most 10 tokens (a two-clause review is 7 words, ``.`` and ``<eos>``).
+    A new object each call; ``changes`` replace fields (e.g. ``beta=0.0``).
+
+    Why ``scale_rewards = "none"`` (Liu et al. 2025, Dr. GRPO) and not Chapter 5's "group": dividing by a
+    group's standard deviation turns the smallest differences of the reward model's scores among near-identical
+    completions into advantages of +-1, so the policy chases exactly the differences a learned reward cannot be
+    trusted on; without it the advantages are in the reward model's units (its scores have standard deviation 1
+    on SFT samples) and shrink when a group's completions score alike, and ``beta`` weighs the KL against score
+    differences, as ``kl_coef`` does in PPO. Measured against the chapter's reward model (seeds 0-4, win rate
+    against the SFT model by the hidden preference): "group" at Adam 1e-3, 40 updates, ``beta`` 0.3: 0.18-0.81,
+    three seeds below 0.75 (at 0.5: 0.75-0.80 after 40 updates, but one seed fell to 0.33 after 60; at 1:
+    0.67-0.70, too close to the SFT model); "none" at 2e-3, ``beta`` 0.3: 0.76-0.79 for every seed, while at 0.1
+    three of five end below the SFT model's hidden score and at 0 all five.
 
     Raises:
         ValueError: as :class:`~solutions.grpo_language_model.GRPOConfig`, for a bad or unknown field.
     """
-    return dataclasses.replace(GRPOConfig(beta=0.3, learning_rate=1e-3, n_updates=40, max_completion_length=10),
-                               **changes)
+    return dataclasses.replace(GRPOConfig(beta=0.3, scale_rewards="none", learning_rate=2e-3, n_updates=40,
+                                          max_completion_length=10), **changes)
 
 
 @dataclass

@@ -308,7 +308,7 @@ def test_sqrt_kl_bins_hand_worked():
 
 def test_chapter_configs():
     config = chapter_grpo_config()
-    assert (config.beta, config.learning_rate, config.n_updates) == (0.3, 1e-3, 40)
+    assert (config.beta, config.scale_rewards, config.learning_rate, config.n_updates) == (0.3, "none", 2e-3, 40)
     assert config.max_completion_length == 10
     assert chapter_grpo_config(beta=0.0).beta == 0.0 and chapter_grpo_config().beta == 0.3  # a new object
     assert CHAPTER_BETAS[0] == 0.0 and CHAPTER_BETAS[-1] == config.beta
@@ -321,8 +321,8 @@ def test_chapter_configs():
 
 @pytest.fixture(scope="module")
 def chapter_sweep():
-    """The chapter's over-optimisation runs: GRPO from the SFT model against the reward model (seed 0), beta = 0
-    and the chapter's 0.3, seeds 0-4, on two processes."""
+    """The chapter's over-optimisation runs: GRPO (chapter_grpo_config) from the SFT model against the reward
+    model (seed 0), beta = 0 and the chapter's 0.3, seeds 0-4, on two processes."""
     from solutions.reward_model import hidden_preference, reward_model, sft_model
     policy, rm = sft_model(0, progress=False), reward_model(0, progress=False)
     runs = overoptimisation_sweep(policy, review_prompts(), RewardModelScore(rm, 10), hidden_preference,
@@ -333,12 +333,12 @@ def chapter_sweep():
 @pytest.mark.slow
 def test_overoptimisation_at_beta_0_and_not_at_the_chapters_beta(chapter_sweep):
     """Gao et al.'s over-optimisation, pinned on the chapter's seeds 0-4 (issue 15). At beta = 0 the learned
-    reward rises throughout (measured: the mean of the first 10 of 40 updates 0.40-0.50, of the last 10
-    1.33-1.42; the final policies' samples 1.32-1.46 against the SFT model's -0.04) while the hidden score falls
-    far below the SFT model's (SFT 0.40; last 10 updates -3.9 to -5.2, final policies -4.5 to -5.5: every seed
-    ends in malformed, repetitive text such as "perfect but perfect perfect were fresh ."). At the chapter's
-    beta = 0.3 both rise (final policies: learned 1.04-1.15, hidden 1.23-1.52) at a KL of 1.6-1.9 nats against
-    18-47 without the penalty."""
+    reward rises throughout (measured: the mean of the first 10 of 40 updates 0.59-0.89, of the last 10
+    1.54-1.63; the final policies' samples 1.54-1.64 against the SFT model's -0.01) while the hidden score falls
+    far below the SFT model's (SFT 0.40; last 10 updates -4.5 to -6.0, final policies the same: every seed ends
+    in malformed, repetitive text such as "excellent was perfect excellent was fresh ."). At the chapter's
+    beta = 0.3 both rise (final policies: learned 0.83-0.99, hidden 0.97-1.21) at a KL of 0.8-1.4 nats against
+    16-79 without the penalty."""
     _, _, runs = chapter_sweep
     free, held = runs["beta = 0"], runs["beta = 0.3"]
     sft = free["before"]
