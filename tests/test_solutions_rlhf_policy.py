@@ -14,14 +14,13 @@ import torch
 
 from solutions.corpus import encode, review_prompts, review_reward, sentiment_reward
 from solutions.grpo_language_model import GRPOConfig
-from solutions.language_model import (completion_batch, create_reference_model, pretrained_model, sample,
-                                      token_log_probs)
+from solutions.language_model import create_reference_model, pretrained_model, sample, token_log_probs
 from solutions.ppo import gae
 from solutions.rlhf import sequence_kl
-from solutions.rlhf_policy import (CHAPTER_BETAS, CURVES, PPORLHFConfig, RewardModelScore, ValueModel,
-                                   _MeasuredReward, as_sampled, chapter_grpo_config, overoptimisation_sweep,
-                                   rlhf_runs, score_samples, sqrt_kl_bins, token_advantages, train_grpo_rlhf,
-                                   train_ppo_rlhf)
+from solutions.rlhf_policy import (CHAPTER_BETAS, CURVES, GRPORLHFConfig, PPORLHFConfig, RewardModelScore,
+                                   ValueModel, _MeasuredReward, as_sampled, chapter_grpo_config,
+                                   overoptimisation_sweep, rlhf_runs, score_samples, sqrt_kl_bins,
+                                   token_advantages, train_grpo_rlhf, train_ppo_rlhf)
 from solutions.threads import single_threaded
 
 
@@ -192,9 +191,10 @@ def test_measured_reward_rebuilds_the_sampled_tokens_exactly():
     assert measured.kls[0] == pytest.approx(kl.mean().item(), rel=1e-5)
     assert measured.learned_rewards[0] == pytest.approx(rewards.mean().item())
     assert measured.hidden_scores[0] == pytest.approx(words_reward(None, batch.completion_texts()).mean().item())
-    tokens, _, mask = completion_batch(batch.prompt_texts(), [encode(c, bos=False) for c in
-                                                              batch.completion_texts()])
-    assert tokens.shape[1] <= batch.tokens.shape[1] and mask.any()
+    # with kl_coef, PPO's penalty in the reward: the reward minus kl_coef times each completion's log-ratio
+    penalised = _MeasuredReward(review_reward, None, model, reference, 5, 1.0, kl_coef=0.5)
+    torch.testing.assert_close(penalised(batch.prompt_texts(), batch.completion_texts()), rewards - 0.5 * kl)
+    assert penalised.learned_rewards == measured.learned_rewards  # the recorded learned reward is not penalised
 
 
 def test_grpo_rlhf_is_chapter_5s_train_grpo_with_the_measurements():
@@ -314,6 +314,21 @@ def test_chapter_configs():
     assert CHAPTER_BETAS[0] == 0.0 and CHAPTER_BETAS[-1] == config.beta
     with pytest.raises(ValueError):
         chapter_grpo_config(beta=-1.0)
+    assert isinstance(config, GRPORLHFConfig) and config.kl_coef == 0.0  # GRPO's own form: the KL in the loss
+    for bad in (-0.1, float("inf"), float("nan"), True):
+        with pytest.raises(ValueError):
+            GRPORLHFConfig(kl_coef=bad)
+
+
+def test_grpo_with_the_kl_in_the_reward_trains_on_the_penalised_reward():
+    config = GRPORLHFConfig(n_updates=3, prompts_per_update=4, num_generations=4, beta=0.0, kl_coef=1.0,
+                            max_completion_length=10)
+    result = train_grpo_rlhf(fresh_model(), review_prompts(), review_reward, config, seed=0, progress=False,
+                             n_shown=0)
+    # train_grpo's own mean reward is the penalised one: the learned reward minus kl_coef times the mean KL
+    np.testing.assert_allclose(result.diagnostics["mean_rewards"],
+                               np.array(result.learned_rewards) - np.array(result.kls), rtol=1e-5, atol=1e-6)
+    assert result.kls[-1] > 0
 
 
 # -------------------------------------------------------------------------------- the chapter (slow)
