@@ -69,11 +69,3 @@ def site(tmp_path_factory):
     assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
     return out / "_build" / "html"
 
-
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`-n`, `--dist loadgroup`: pyproject.toml), every test that looks at the built website
-    runs in one worker, so the site (the slowest fixture: every chapter executed) is built once per session while
-    the other workers run the rest of the suite beside it."""
-    for item in items:
-        if "site" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("site"))
