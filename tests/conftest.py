@@ -6,6 +6,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The notebook of each chapter, by assignment id.
@@ -15,6 +16,7 @@ CHAPTERS = {
     "03_q_learning": ROOT / "book" / "03_q_learning" / "q_learning.ipynb",
     "04_policy_gradients": ROOT / "book" / "04_policy_gradients" / "policy_gradients.ipynb",
     "05_ppo_grpo": ROOT / "book" / "05_ppo_grpo" / "ppo_grpo.ipynb",
+    "06_rlhf": ROOT / "book" / "06_rlhf" / "rlhf.ipynb",
 }
 CHAPTER_1 = CHAPTERS["01_mdp"]
 
@@ -29,13 +31,36 @@ def source_nbs():
     return {chapter: nbformat.read(path, as_version=4) for chapter, path in CHAPTERS.items()}
 
 
+def shared_output(tmp_path_factory, name: str, command: list[str], env=None) -> Path:
+    """Run `command` (which writes into the folder it is given as its last argument) once per test run.
+
+    pytest-xdist runs the tests in several worker processes, each with its own session fixtures; the first
+    worker to need `name` runs the command under a file lock in the folder all workers share, and the others
+    wait and reuse its output (pytest-xdist's documented pattern for session-scoped data). A failed command
+    fails every test that needs it, with the command's output.
+    """
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # shared by the workers of this run
+    out = base / name
+    status = base / f"{name}.status"
+    with FileLock(str(base / f"{name}.lock")):
+        if not status.exists():
+            if out.exists():
+                shutil.rmtree(out)
+            out.mkdir()
+            run = subprocess.run(command + [str(out)], capture_output=True, text=True, cwd=ROOT, env=env)
+            status.write_text(f"{run.returncode}\n" + (run.stdout + run.stderr)[-5000:])
+    code, _, log = status.read_text().partition("\n")
+    assert code == "0", log
+    return out
+
+
 @pytest.fixture(scope="session")
 def released(tmp_path_factory):
     """The student release of every chapter, made by the CLI: {assignment: folder}."""
-    out = tmp_path_factory.mktemp("release")
-    run = subprocess.run([sys.executable, "-m", "autograder", "release", "--out", str(out)],
-                         capture_output=True, text=True, cwd=ROOT)
-    assert run.returncode == 0, run.stdout + run.stderr
+    out = shared_output(tmp_path_factory, "release",
+                        [sys.executable, "-m", "autograder", "release", "--out"])
     return {p.name: p for p in out.iterdir() if p.is_dir()}
 
 
@@ -59,13 +84,12 @@ def copy_tree(src: Path, dest: Path) -> Path:
 def site(tmp_path_factory):
     """The website, built as the README builds it (every chapter executed, `-W -n`): its `_build/html` folder.
 
-    Built once per test session: the book tests and the browser tests look at the same build.
+    Built once per test run, whatever the number of xdist workers: the book tests and the browser tests look at
+    the same build.
     """
-    out = tmp_path_factory.mktemp("book")
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    run = subprocess.run([str(jupyter_book), "build", str(ROOT), "--path-output", str(out), "-W", "-n",
-                          "--keep-going"],
-                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "TQDM_DISABLE": "1"})
-    assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
+    out = shared_output(tmp_path_factory, "book",
+                        [str(jupyter_book), "build", str(ROOT), "-W", "-n", "--keep-going", "--path-output"],
+                        env={**os.environ, "TQDM_DISABLE": "1"})
     return out / "_build" / "html"
 
