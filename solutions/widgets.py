@@ -2,19 +2,21 @@
 
 The controls here precompute one figure per setting and switch between them with links that run in the
 browser (``jslink``), so they keep working on the static website, where no Python kernel is running, as well
-as in a live notebook.
+as in a live notebook. The preference widget needs the kernel (it fits a model to what the reader chose); on
+the website it shows a recorded example.
 """
 
 from __future__ import annotations
 
+import html
 import io
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 
-__all__ = ["figure_to_png", "precomputed_explorer"]
+__all__ = ["figure_to_png", "precomputed_explorer", "preference_widget"]
 
 
 def figure_to_png(fig, dpi: int = 80) -> bytes:
@@ -69,3 +71,57 @@ def precomputed_explorer(draw: Callable[[float, float], object], first: Sequence
     stack = widgets.Stack(rows, selected_index=first.index(first_value))
     widgets.jslink((slider_x, "index"), (stack, "selected_index"))
     return widgets.VBox([slider_x, slider_y, stack])
+
+
+def preference_widget(completions: Sequence[str], recorded_ranking: Sequence[int], fit: Callable,
+                      report: Callable, prompt: str = ""):
+    """Rank completions yourself and fit a reward model to your ranking (Chapter 6's preference widget).
+
+    One drop-down per completion sets its place (1 = best); the button calls ``fit(completions, [ranking])`` and
+    shows ``report(model)``, a text. The widget opens with ``recorded_ranking`` already set and fitted, so the
+    static website, where no kernel answers the button, shows that recorded example.
+
+    Args:
+        completions: the texts to rank (at least 2).
+        recorded_ranking: the example ranking shown first: completion indices, best first (a permutation).
+        fit: ``fit(completions, rankings) -> model``, e.g. :func:`solutions.reward_model.fit_reader_reward`.
+        report: ``report(model) -> str``, what to show of the fitted model.
+        prompt: shown above the completions.
+
+    Returns:
+        An ``ipywidgets.VBox``. While nbgrader grades (``NBGRADER_EXECUTION`` set) it only says it is not shown.
+
+    Raises:
+        ValueError: if ``recorded_ranking`` is not a permutation of the completions' indices.
+    """
+    completions = list(completions)
+    recorded = [int(i) for i in recorded_ranking]
+    if len(completions) < 2 or sorted(recorded) != list(range(len(completions))):
+        raise ValueError(f"recorded_ranking must order all {len(completions)} completions (at least 2), best "
+                         f"first; got {recorded_ranking!r}")
+    if os.environ.get("NBGRADER_EXECUTION"):
+        return widgets.VBox([widgets.HTML("(preference widget: not shown while grading)")])
+    places = {index: place for place, index in enumerate(recorded, start=1)}
+    style = {"description_width": "initial"}
+    menus = [widgets.Dropdown(options=list(range(1, len(completions) + 1)), value=places[i],
+                              description=f"{prompt} … {text}", style=style, layout=widgets.Layout(width="auto"))
+             for i, text in enumerate(completions)]
+    button = widgets.Button(description="fit a reward model to my ranking", layout=widgets.Layout(width="auto"))
+    shown = widgets.HTML()
+
+    def show(ranking: list[int], heading: str) -> None:
+        text = report(fit(completions, [ranking]))
+        shown.value = f"<b>{html.escape(heading)}</b><pre>{html.escape(text)}</pre>"
+
+    def on_click(_button) -> None:
+        chosen = [menu.value for menu in menus]
+        if sorted(chosen) != list(range(1, len(completions) + 1)):
+            repeated = sorted({p for p in chosen if chosen.count(p) > 1})
+            shown.value = (f"<b>Give each completion its own place, 1 to {len(completions)}: places "
+                           f"{repeated} are used more than once.</b>")
+            return
+        show(sorted(range(len(completions)), key=chosen.__getitem__), "Fitted to your ranking:")
+
+    button.on_click(on_click)
+    show(recorded, "Recorded example (a reader's ranking, set in the menus above):")
+    return widgets.VBox([widgets.HTML("Give each completion a place, 1 = best:"), *menus, button, shown])
