@@ -126,6 +126,46 @@ def test_chapter_5_page_has_figures_widget_and_the_reproduced_numbers(site):
     assert "page of its own" in page and "ppo_details.html" in page
 
 
+def test_chapter_6_page_has_figures_widget_and_the_pipelines_numbers(site):
+    page = _chapter_page(site, "06_rlhf", "rlhf", images=4, answers=7)
+    assert "Recorded example" in page  # the preference widget's recorded ranking, fitted when the page was built
+    # Christiano et al.: every rule learns from the comparisons (the start is about 20)
+    finals = {rule: float(r) for rule, r in
+              re.findall(r"(random|disagreement|true reward): final true return +(\d+)", page)}
+    assert set(finals) == {"random", "disagreement", "true reward"} and min(finals.values()) > 50, finals
+    # SFT helps; the labellers agree on 65-75 % of the pairs
+    assert float(re.search(r"SFT beats the pre-trained model in ([\d.]+)", page).group(1)) > 0.6
+    assert 0.65 <= float(re.search(r"two labellers agree on ([\d.]+) of the pairs", page).group(1)) <= 0.75
+    # the reward model: >= 0.85 against the hidden preference, capped by the labels' noise against the labels
+    hidden, labels, ceiling = (float(x) for x in re.search(
+        r"held-out pairwise accuracy: ([\d.]+) against the hidden preference, ([\d.]+) against the labels \(the "
+        r"hidden preference itself: ([\d.]+)", page).groups())
+    assert hidden >= 0.85 and labels < ceiling < hidden, (hidden, labels, ceiling)
+    # PPO, GRPO (and GRPO with the KL in the reward) and DPO beat the SFT model >= 75 % of the time
+    wins = {name.strip(): float(w) for name, w in re.findall(r"([\w ,=.]+): win rate against SFT ([\d.]+)", page)}
+    for name in ("PPO", "GRPO, beta = 0.3", "GRPO, KL in the reward"):
+        assert wins[name] >= 0.75, wins
+    dpo = re.search(r"DPO \(DPOConfig.*?win rate against SFT ([\d.]+)", page, re.S)
+    assert float(dpo.group(1)) >= 0.75
+    # DPO at ten times the learning rate: both log-probabilities fall far, the policy stops writing reviews
+    crash = re.search(r"learning rate 0.02: chosen ([-\d.]+) -&gt; ([-\d.]+), rejected ([-\d.]+) -&gt; "
+                      r"([-\d.]+) .*?well-formed ([\d.]+)", page)
+    assert max(float(x) for x in crash.groups()[:4]) < -15 and float(crash.group(5)) < 0.1, crash.groups()
+    # over-optimisation: at beta = 0 the learned reward rises and every seed ends below the SFT model's hidden
+    # score; at beta = 0.3 none does
+    sft_hidden = float(re.search(r"SFT model(?:'|&#39;)s samples: learned reward [-\d.]+, hidden score "
+                                 r"([-\d.]+)", page).group(1))
+    sweep = {beta: [float(x) for x in groups] for beta, *groups in re.findall(
+        r"beta = ([\d.]+): learned reward ([-\d.]+) -&gt; ([-\d.]+) \(first and last 10 updates\), hidden "
+        r"([-\d.]+) -&gt; ([-\d.]+)", page)}
+    assert sweep["0"][1] > sweep["0"][0] and sweep["0"][3] < sft_hidden, (sweep, sft_hidden)
+    assert sweep["0.3"][3] > sft_hidden, (sweep, sft_hidden)
+    below = dict(re.findall(r"beta = ([\d.]+): learned reward [^\n]*\n\s*seeds ending below the SFT "
+                            r"model(?:'|&#39;)s hidden score: (\d) of 5", page))
+    assert below["0"] == "5" and below["0.3"] == "0", below
+    assert "trl_crosscheck.py" in page
+
+
 def test_ppo_details_page_measures_each_detail_over_five_seeds(site):
     page = (site / "book" / "appendix" / "ppo_details.html").read_text(encoding="utf-8")
     assert "Traceback" not in page and len(re.findall(r"<img ", page)) >= 1

@@ -46,6 +46,11 @@ WRONG_REINFORCE_LOSS = (
     "    return (log_probs * returns.detach()).sum() / n_episodes\n"
 )
 
+WRONG_REWARD_MODEL_LOSS = (  # chosen and rejected swapped
+    "import torch\n\n"
+    "def reward_model_loss(rewards_chosen, rewards_rejected):\n"
+    "    return -torch.nn.functional.logsigmoid(rewards_rejected - rewards_chosen).mean()\n"
+)
 WRONG_GROUP_ADVANTAGES = (
     "def group_advantages(rewards, num_generations, scale_rewards='group', eps=1e-4):\n"
     "    groups = rewards.reshape(-1, num_generations)\n"
@@ -94,6 +99,8 @@ def submissions(tmp_path_factory, source_nb, released_nb, source_nbs, released_n
     # Chapters 4 and 5: the same three
     alice_bob_carol("04_policy_gradients", "reinforce_loss", WRONG_REINFORCE_LOSS)
     alice_bob_carol("05_ppo_grpo", "group_advantages", WRONG_GROUP_ADVANTAGES)
+    # Chapter 6: carol swaps chosen and rejected in the reward model's loss
+    alice_bob_carol("06_rlhf", "reward_model_loss", WRONG_REWARD_MODEL_LOSS)
     answers = solution_sources(source_nb)
     write(fill_in(released_nb, answers), root / "alice" / "01_mdp" / "mdp.ipynb")
     write(released_nb, root / "bob" / "01_mdp" / "mdp.ipynb")
@@ -167,6 +174,8 @@ def test_one_wrong_exercise_loses_exactly_its_points(graded):
      "minimise the *negative* of the objective"),
     # the group advantages' 2 points, no more
     ("05_ppo_grpo", "ppo_grpo", "group_advantages", 10.0, 12.0, "not the mean of the whole batch"),
+    # the reward model's loss's 2 points, no more
+    ("06_rlhf", "rlhf", "reward_model_loss", 9.0, 11.0, "chosen and rejected are swapped"),
 ])
 def test_chapter_round_trip(graded, chapter, notebook, wrong, carols_score, total, hint):
     out, grades, _, _ = graded

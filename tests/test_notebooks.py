@@ -15,16 +15,18 @@ from autograder.checks import model_based as checks_model_based
 from autograder.checks import policy_gradients as checks_policy_gradients
 from autograder.checks import ppo_grpo as checks_ppo_grpo
 from autograder.checks import q_learning as checks_q_learning
+from autograder.checks import rlhf as checks_rlhf
 from autograder.course import find_assignments
 from autograder.settings import SKIP_WHEN_GRADING
 
 from .conftest import CHAPTERS
 
 CHECK_MODULES = {"01_mdp": checks_mdp, "02_model_based": checks_model_based, "03_q_learning": checks_q_learning,
-                 "04_policy_gradients": checks_policy_gradients, "05_ppo_grpo": checks_ppo_grpo}
+                 "04_policy_gradients": checks_policy_gradients, "05_ppo_grpo": checks_ppo_grpo,
+                 "06_rlhf": checks_rlhf}
 #: The least number of exercises each chapter's issue asks for.
 MIN_EXERCISES = {"01_mdp": 6, "02_model_based": 5, "03_q_learning": 6, "04_policy_gradients": 6,
-                 "05_ppo_grpo": 6}
+                 "05_ppo_grpo": 6, "06_rlhf": 6}
 
 
 def test_every_chapter_has_a_check_module_and_a_test_notebook():
