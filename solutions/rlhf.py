@@ -154,8 +154,8 @@ def reward_model_loss(rewards_chosen: torch.Tensor, rewards_rejected: torch.Tens
     (``logsigmoid``), so a pair the model gets wrong by a wide margin costs its margin, not infinity.
 
     Only differences of rewards enter: adding a constant to every reward changes nothing, which is why the
-    rewards are normalised afterwards (Ouyang et al. normalise so that the SFT model's samples score 0 on
-    average).
+    rewards are normalised afterwards (Ouyang et al., Section 3.5, shift them so that the labellers'
+    demonstrations score 0 on average; the chapter standardises them on the SFT model's samples).
 
     Args:
         rewards_chosen: float ``(B, P)``, r(x, y_w) of the P = C(K, 2) pairs of each of B prompts, or ``(N,)``

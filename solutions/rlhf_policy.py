@@ -242,8 +242,10 @@ class GRPORLHFConfig(GRPOConfig):
     -- and the group advantages are computed from it. GRPO as DeepSeekMath and TRL write it (``kl_coef`` 0, the
     default) puts the KL in the loss only.
 
-    Why offer both: the k3 term's gradient at a token is beta (1 - pi_ref / pi_theta) (the reverse KL's,
-    :func:`solutions.grpo.kl_k3`), at most beta however unlikely the token is under the reference, while the
+    Why offer both: the k3 term's derivative with respect to ln pi_theta at a token is beta (1 - pi_ref /
+    pi_theta) (:func:`solutions.grpo.kl_k3`; on the policy's own samples its expected gradient is that of the
+    forward KL(pi_ref || pi_theta), which barely charges for probability where pi_ref has almost none), at most
+    beta however unlikely the token is under the reference, while the
     penalty in the reward charges -kl_coef ln(pi_theta / pi_ref), without bound, for tokens the reference finds
     unlikely -- the ones of malformed text. Measured against the chapter's reward model (seeds 0-4, 40 updates,
     :func:`chapter_grpo_config` otherwise; win rate against the SFT model by the hidden preference, 1,000
