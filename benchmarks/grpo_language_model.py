@@ -24,8 +24,6 @@ the wall times most.
 """
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 
@@ -34,18 +32,7 @@ from solutions.grpo_language_model import (GRPOConfig, arithmetic_split, chapter
                                            grpo_runs, length_bias_table, train_grpo)
 from solutions.language_model import pretrained_model
 from solutions.threads import single_threaded
-
-
-def timed(fn):
-    """(result, CPU seconds, wall seconds) of one call."""
-    cpu, wall = time.process_time(), time.perf_counter()
-    result = fn()
-    return result, time.process_time() - cpu, time.perf_counter() - wall
-
-
-def median_line(label: str, cpus: list[float], walls: list[float]) -> str:
-    return (f"{label}: {statistics.median(cpus):.2f} s CPU, {statistics.median(walls):.2f} s wall "
-            f"(median of {len(cpus)})")
+from timing import median_line, timed
 
 
 def report(runs: dict, seeds: list[int]) -> None:

@@ -33,7 +33,6 @@ Without stable_baselines3 the script runs our half and says how to get the other
 
 import argparse
 import math
-import resource
 import statistics
 import time
 
@@ -42,6 +41,7 @@ import torch
 
 from solutions.policy_gradients import evaluate_cartpole_policy
 from solutions.ppo_cartpole import PPOConfig, evaluation_seed, one_step_collapse, ppo_ablation, train_ppo
+from timing import cpu_all
 
 LEVEL = 475.0
 TOTAL_STEPS = 50_000
@@ -52,13 +52,6 @@ NOTEBOOK_ABLATION = {"seeds": range(5), "total_steps": 20_480, "eval_every": 204
                      "snapshot_steps": (8192,), "n_jobs": 2}
 #: what the chapter's one-large-step table runs on those policies (solutions.ppo_cartpole.one_step_collapse)
 NOTEBOOK_COLLAPSE = {}
-
-
-def cpu_all() -> float:
-    """CPU seconds of this process and its finished children."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def first_reaching(steps, returns, level: float = LEVEL):

@@ -22,23 +22,16 @@ most, the CPU times less.
 
 import argparse
 import dataclasses
-import resource
 import statistics
 import time
 
 import numpy as np
 
 from solutions.preference_control import RULES, PreferenceConfig, preference_runs, train_from_preferences
+from timing import cpu_all
 
 #: what the chapter's figure runs
 NOTEBOOK = {"seeds": range(5), "total_steps": 16_384, "n_jobs": 2}
-
-
-def cpu_all() -> float:
-    """CPU seconds of this process and its finished children."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def spread(values) -> str:

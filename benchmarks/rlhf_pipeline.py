@@ -35,8 +35,6 @@ shared: under load the times grow, the wall times most.
 
 import argparse
 import copy
-import resource
-import statistics
 import time
 
 import numpy as np
@@ -51,18 +49,7 @@ from solutions.reward_model import (DPOConfig, demonstrations, evaluate_policy, 
 from solutions.rlhf_policy import (CHAPTER_BETAS, PPORLHFConfig, RewardModelScore, chapter_grpo_config,
                                    overoptimisation_sweep, sqrt_kl_bins, train_grpo_rlhf, train_ppo_rlhf)
 from solutions.threads import single_threaded
-
-
-def timed(fn):
-    """(result, CPU seconds, wall seconds) of one call."""
-    cpu, wall = time.process_time(), time.perf_counter()
-    result = fn()
-    return result, time.process_time() - cpu, time.perf_counter() - wall
-
-
-def median_line(label: str, cpus: list[float], walls: list[float]) -> str:
-    return (f"{label}: {statistics.median(cpus):.2f} s CPU, {statistics.median(walls):.2f} s wall "
-            f"(median of {len(cpus)})")
+from timing import cpu_all, median_line, timed
 
 
 def fresh_sft(seed: int):
@@ -167,13 +154,6 @@ def displacement(data, sft, seed: int) -> None:
               f"{np.mean(run.chosen_logps[-tenth:]):.2f}, rejected {np.mean(run.rejected_logps[:tenth]):.2f} -> "
               f"{np.mean(run.rejected_logps[-tenth:]):.2f}; win rate {evaluation.win_rate:.3f}, KL "
               f"{evaluation.kl_k1:.2f}, well-formed {evaluation.well_formed:.2f}")
-
-
-def cpu_all() -> float:
-    """CPU seconds of this process and its finished children (the sweep's worker processes)."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def overoptimisation(seeds: list[int], jobs: int) -> None:
